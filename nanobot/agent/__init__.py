@@ -1,0 +1,1 @@
+"""The agent: context, sessions and the one turn function."""

@@ -1,0 +1,1 @@
+"""Chat channels: Telegram, e-mail, WhatsApp; access control lives in base.py."""

@@ -1,0 +1,169 @@
+"""Turns camelCase JSON into the schema dataclasses and back, validating types and ranges."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
+
+from nanobot.errors import ConfigError
+
+_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _type_name(value) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string"}.get(
+        type(value), {list: "a list", dict: "an object", type(None): "null"}.get(type(value), "?")
+    )
+
+
+class Decoder:
+    """One decode pass over a config file; collects warnings, raises ConfigError on the first error."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.warnings: list[str] = []
+        self.secrets: list[str] = []
+        self.literal_secrets: list[str] = []
+
+    def fail(self, path: str, problem: str, fix: str) -> typing.NoReturn:
+        raise ConfigError(f"config error in {self.source}: {path}: {problem} — fix: {fix}")
+
+    def decode(self, cls, data, path: str = ""):
+        if not isinstance(data, dict):
+            self.fail(
+                path or "(top level)", f"expected an object, got {_type_name(data)}", "use {…}"
+            )
+        hints = typing.get_type_hints(cls)
+        by_key = {to_camel(f.name): f for f in fields(cls)}
+        kwargs = {}
+        for key, value in data.items():
+            f = by_key.get(key)
+            sub = f"{path}.{key}" if path else key
+            if f is None:
+                close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
+                hint = (
+                    f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(by_key)}"
+                )
+                self.warnings.append(f"unknown config key '{sub}' in {self.source} ignored; {hint}")
+                continue
+            kwargs[f.name] = self.value(hints[f.name], value, sub, dict(f.metadata))
+        return cls(**kwargs)
+
+    def value(self, tp, value, path: str, meta: dict):
+        origin = typing.get_origin(tp)
+        if is_dataclass(tp):
+            return self.decode(tp, value, path)
+        if origin is list:
+            if not isinstance(value, list):
+                self.fail(path, f"expected a list, got {_type_name(value)}", 'write it as ["…"]')
+            return [
+                self.scalar(str, v, f"{path}[{i}]", meta, lenient=True) for i, v in enumerate(value)
+            ]
+        if origin is dict:
+            if not isinstance(value, dict):
+                self.fail(
+                    path,
+                    f"expected an object, got {_type_name(value)}",
+                    'write it as {"Name": "value"}',
+                )
+            return {str(k): self.scalar(str, v, f"{path}.{k}", meta) for k, v in value.items()}
+        if isinstance(tp, types.UnionType):
+            raise TypeError(f"unsupported schema type at {path}")
+        return self.scalar(tp, value, path, meta)
+
+    def scalar(self, tp, value, path: str, meta: dict, lenient: bool = False):
+        if tp is bool:
+            if not isinstance(value, bool):
+                self.fail(
+                    path, f"expected true/false, got {_type_name(value)}", "write true or false"
+                )
+            return value
+        if tp in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(
+                    path, f"expected a number, got {_type_name(value)}", "write a plain number"
+                )
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                self.fail(path, f"expected a whole number, got {value}", "drop the fraction")
+            value = tp(value)
+            lo, hi = meta.get("min"), meta.get("max")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                self.fail(path, f"{value} is out of range", f"use a value from {lo} to {hi}")
+            return value
+        if tp is str:
+            if lenient and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)  # Telegram ids are often written as numbers
+            if not isinstance(value, str):
+                self.fail(
+                    path, f"expected a string, got {_type_name(value)}", 'put the value in "quotes"'
+                )
+            choices = meta.get("choices")
+            if choices and value not in choices:
+                self.fail(path, f"'{value}' is not allowed", f"use one of {', '.join(choices)}")
+            if meta.get("secret") and value:
+                value = self.resolve_secret(value, path)
+            return value
+        raise TypeError(f"unsupported schema type {tp!r} at {path}")
+
+    def resolve_secret(self, value: str, path: str) -> str:
+        """ "${NAME}" → environment; "file:PATH" → file contents (PATH may use ${NAME})."""
+        if value.startswith("file:"):
+            fname = self.expand(value[5:], path)
+            try:
+                secret = Path(fname).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as e:
+                self.fail(
+                    path,
+                    f"cannot read secret file {fname} ({e.strerror})",
+                    "create it or fix the path",
+                )
+        elif _REF_RE.fullmatch(value):
+            secret = self.expand(value, path)
+        else:
+            self.literal_secrets.append(path)
+            secret = value
+        if not secret:
+            self.fail(
+                path, "the secret reference resolves to an empty value", "set it or remove the key"
+            )
+        self.secrets.append(secret)
+        return secret
+
+    def expand(self, text: str, path: str) -> str:
+        def sub(m: re.Match) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                self.fail(
+                    path,
+                    f"environment variable {name} is not set",
+                    f"export {name}=… or change the reference",
+                )
+            return os.environ[name]
+
+        return _REF_RE.sub(sub, text)
+
+
+def encode(obj) -> dict:
+    """A dataclass tree as a camelCase dict (defaults included)."""
+    out = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        out[to_camel(f.name)] = (
+            encode(v) if is_dataclass(v) else (list(v) if isinstance(v, list) else v)
+        )
+    return out
+
+
+def default_of(cls, name: str):
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default is MISSING else f.default

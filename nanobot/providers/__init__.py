@@ -1,0 +1,1 @@
+"""LLM providers over plain HTTPS: OpenAI-compatible Chat Completions and Anthropic Messages."""

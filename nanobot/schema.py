@@ -1,0 +1,178 @@
+"""The config schema as dataclasses; field names are snake_case, JSON keys camelCase.
+
+Field metadata understood by the loader (nanobot.confcodec):
+  secret:  value may be "${NAME}" or "file:PATH" and is registered for redaction
+  min/max: numeric range;  choices: allowed strings;  raw_keys: dict keys kept as written
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _f(default=None, factory=None, **meta):
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ProviderConfig:
+    api_key: str = _f("", secret=True)
+    api_base: str = ""
+    extra_headers: dict[str, str] = _f(factory=dict, raw_keys=True, secret=True)
+
+
+@dataclass
+class ProvidersConfig:
+    anthropic: ProviderConfig = _f(factory=ProviderConfig)
+    openai: ProviderConfig = _f(factory=ProviderConfig)
+    openrouter: ProviderConfig = _f(factory=ProviderConfig)
+    deepseek: ProviderConfig = _f(factory=ProviderConfig)
+    groq: ProviderConfig = _f(factory=ProviderConfig)
+    zhipu: ProviderConfig = _f(factory=ProviderConfig)
+    dashscope: ProviderConfig = _f(factory=ProviderConfig)
+    moonshot: ProviderConfig = _f(factory=ProviderConfig)
+    gemini: ProviderConfig = _f(factory=ProviderConfig)
+    vllm: ProviderConfig = _f(factory=ProviderConfig)
+    ollama: ProviderConfig = _f(factory=ProviderConfig)
+    aihubmix: ProviderConfig = _f(factory=ProviderConfig)
+    custom: ProviderConfig = _f(factory=ProviderConfig)
+
+
+@dataclass
+class ExecConfig:
+    timeout: int = _f(60, min=1, max=3600)
+    sandbox: str = _f("auto", choices=("auto", "bwrap", "none"))
+    network: bool = True
+    max_output_chars: int = _f(10_000, min=100, max=1_000_000)
+    extra_ro_binds: list[str] = _f(factory=list)
+    extra_rw_binds: list[str] = _f(factory=list)
+
+
+@dataclass
+class WebSearchConfig:
+    api_key: str = _f("", secret=True)
+    max_results: int = _f(5, min=1, max=20)
+
+
+@dataclass
+class WebConfig:
+    search: WebSearchConfig = _f(factory=WebSearchConfig)
+    fetch_max_bytes: int = _f(2_000_000, min=1024, max=50_000_000)
+
+
+@dataclass
+class ToolsConfig:
+    restrict_to_workspace: bool = True
+    exec: ExecConfig = _f(factory=ExecConfig)
+    web: WebConfig = _f(factory=WebConfig)
+
+
+@dataclass
+class AgentDefaults:
+    workspace: str = "~/.nanobot/workspace"
+    model: str = ""  # "" = the default model of the first provider that has a key
+    max_tokens: int = _f(8192, min=1, max=1_000_000)
+    temperature: float = _f(0.7, min=0.0, max=2.0)
+    max_tool_iterations: int = _f(20, min=1, max=200)
+    max_history_messages: int = _f(50, min=0, max=10_000)
+    max_history_chars: int = _f(60_000, min=0, max=10_000_000)
+    session_idle_minutes: int = _f(0, min=0, max=525_600)
+    max_concurrent_turns: int = _f(8, min=1, max=1024)
+
+
+@dataclass
+class AgentsConfig:
+    defaults: AgentDefaults = _f(factory=AgentDefaults)
+
+
+@dataclass
+class TelegramConfig:
+    enabled: bool = False
+    token: str = _f("", secret=True)
+    allow_from: list[str] = _f(factory=list)
+    api_base: str = "https://api.telegram.org"
+    proxy: str = _f("", secret=True)
+    poll_timeout: int = _f(30, min=0, max=50)
+    max_media_bytes: int = _f(20_000_000, min=0, max=2_000_000_000)
+
+
+@dataclass
+class WhatsAppConfig:
+    enabled: bool = False
+    bridge_url: str = "ws://127.0.0.1:3001"
+    bridge_token: str = _f("", secret=True)
+    allow_from: list[str] = _f(factory=list)
+
+
+@dataclass
+class EmailConfig:
+    enabled: bool = False
+    consent_granted: bool = False
+    allow_from: list[str] = _f(factory=list)
+    imap_host: str = ""
+    imap_port: int = _f(993, min=1, max=65535)
+    imap_username: str = ""
+    imap_password: str = _f("", secret=True)
+    imap_mailbox: str = "INBOX"
+    imap_use_ssl: bool = True
+    smtp_host: str = ""
+    smtp_port: int = _f(587, min=1, max=65535)
+    smtp_username: str = ""
+    smtp_password: str = _f("", secret=True)
+    smtp_use_tls: bool = True
+    smtp_use_ssl: bool = False
+    from_address: str = ""
+    auto_reply_enabled: bool = True
+    poll_interval_seconds: int = _f(30, min=5, max=86_400)
+    mark_seen: bool = True
+    max_body_chars: int = _f(12_000, min=100, max=1_000_000)
+    subject_prefix: str = "Re: "
+
+
+@dataclass
+class ChannelsConfig:
+    telegram: TelegramConfig = _f(factory=TelegramConfig)
+    whatsapp: WhatsAppConfig = _f(factory=WhatsAppConfig)
+    email: EmailConfig = _f(factory=EmailConfig)
+
+
+@dataclass
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = _f(18790, min=0, max=65535)
+    token: str = _f("", secret=True)
+    max_body_bytes: int = _f(1_048_576, min=1024, max=100_000_000)
+    header_timeout: float = _f(10.0, min=0.1, max=300.0)
+    shutdown_timeout: float = _f(20.0, min=0.0, max=600.0)
+
+
+@dataclass
+class RateLimitConfig:
+    messages_per_minute: float = _f(20, min=0, max=100_000)
+    burst: int = _f(5, min=0, max=100_000)
+    tool_calls_per_hour: int = _f(0, min=0, max=1_000_000)
+
+
+@dataclass
+class AuditConfig:
+    enabled: bool = True
+    max_bytes: int = _f(10_000_000, min=10_000, max=10_000_000_000)
+    backup_count: int = _f(5, min=0, max=1000)
+
+
+@dataclass
+class SecurityConfig:
+    rate_limit: RateLimitConfig = _f(factory=RateLimitConfig)
+    audit: AuditConfig = _f(factory=AuditConfig)
+
+
+@dataclass
+class Config:
+    agents: AgentsConfig = _f(factory=AgentsConfig)
+    channels: ChannelsConfig = _f(factory=ChannelsConfig)
+    providers: ProvidersConfig = _f(factory=ProvidersConfig)
+    gateway: GatewayConfig = _f(factory=GatewayConfig)
+    tools: ToolsConfig = _f(factory=ToolsConfig)
+    security: SecurityConfig = _f(factory=SecurityConfig)

@@ -1,0 +1,1 @@
+"""Security controls: guard, sandbox, path policy, access, rate limits, redaction, audit, doctor."""

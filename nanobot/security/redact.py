@@ -1,0 +1,63 @@
+"""The one redaction point: configured secret values and token-looking strings become [REDACTED]."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+MASK = "[REDACTED]"
+MIN_SECRET_LEN = 6
+
+# Shapes of credentials that should never be printed even when nobody configured them.
+_TOKEN_PATTERNS = [
+    r"sk-[A-Za-z0-9_\-]{16,}",  # OpenAI / Anthropic / OpenRouter / DeepSeek style keys
+    r"\b\d{6,12}:[A-Za-z0-9_\-]{30,}\b",  # Telegram bot tokens
+    r"gsk_[A-Za-z0-9]{20,}",  # Groq
+    r"AIza[0-9A-Za-z_\-]{30,}",  # Google
+    r"xox[abposr]-[A-Za-z0-9\-]{10,}",  # Slack
+    r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub
+    r"(?<=[Bb]earer )[A-Za-z0-9._~+/\-]{12,}=*",  # Authorization: Bearer …
+    r"(?i:(?<=x-api-key: ))\S{12,}",
+    r"(?i:(?<=api_key=)|(?<=api-key=)|(?<=apikey=))[^&\s\"']{8,}",
+]
+_TOKEN_RE = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
+
+
+class Redactor:
+    """Holds the secret values to hide; shared by the log filter, audit, errors and sessions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._re: re.Pattern[str] | None = None
+
+    def add(self, *values: str | None) -> None:
+        with self._lock:
+            for v in values:
+                if v and len(v) >= MIN_SECRET_LEN:
+                    self._secrets.add(v)
+            # Longest first so a secret containing another is masked whole.
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._re = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+
+    def secrets(self) -> frozenset[str]:
+        return frozenset(self._secrets)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._secrets.clear()
+            self._re = None
+
+    def redact(self, text: str) -> str:
+        if not text:
+            return text
+        if self._re is not None:
+            text = self._re.sub(MASK, text)
+        return _TOKEN_RE.sub(MASK, text)
+
+
+REDACTOR = Redactor()
+
+
+def redact(text: str) -> str:
+    return REDACTOR.redact(text)

@@ -1,0 +1,1 @@
+"""Background services: cron and heartbeat."""
