@@ -1,0 +1,108 @@
+"""Session history: NANOBOT_HOME/sessions/<key>.jsonl, append-only, read from the tail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from nanobot import paths
+
+log = logging.getLogger("nanobot.sessions")
+_BLOCK = 64 * 1024
+
+
+def _file_name(key: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:80]
+    if safe != key:  # keep distinct keys distinct after sanitising
+        safe += "-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+    return safe + ".jsonl"
+
+
+class SessionStore:
+    """One JSONL file per session key; appends only, so a crash can at most tear the last line."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def path(self, key: str) -> Path:
+        return self.dir / _file_name(key)
+
+    def append(self, key: str, *messages: dict[str, Any]) -> None:
+        if not messages:
+            return
+        if not self.dir.exists():
+            paths.ensure_dir(self.dir)
+        now = time.time()
+        lines = "".join(
+            json.dumps({**m, "ts": m.get("ts", now)}, ensure_ascii=False) + "\n" for m in messages
+        )
+        with paths.open_private_append(self.path(key)) as f:
+            f.write(lines)
+
+    def tail(self, key: str, max_messages: int, max_chars: int) -> list[dict[str, Any]]:
+        """The newest messages that fit both bounds, starting at a user message."""
+        p = self.path(key)
+        if max_messages <= 0 or not p.exists():
+            return []
+        raw_lines = _read_tail_lines(p, max_messages + 1, max_chars * 2 + _BLOCK)
+        msgs: list[dict[str, Any]] = []
+        for line in raw_lines:
+            try:
+                m = json.loads(line)
+            except ValueError:
+                log.warning("session %s: skipped a torn or corrupt line", key)
+                continue
+            if isinstance(m, dict) and "role" in m:
+                msgs.append(m)
+        out: list[dict[str, Any]] = []
+        used = 0
+        for m in reversed(msgs):
+            size = len(str(m.get("content") or "")) + len(json.dumps(m.get("tool_calls") or ""))
+            if len(out) >= max_messages or used + size > max_chars:
+                break
+            out.append(m)
+            used += size
+        out.reverse()
+        while out and out[0].get("role") != "user":  # never start with orphan tool results
+            out.pop(0)
+        return [{k: v for k, v in m.items() if k != "ts"} for m in out]
+
+    def last_activity(self, key: str) -> float | None:
+        p = self.path(key)
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def reset(self, key: str, reason: str = "reset") -> Path | None:
+        """Start the session afresh; the old history is kept aside as <name>.<reason>-<time>."""
+        p = self.path(key)
+        if not p.exists():
+            return None
+        aside = p.with_name(f"{p.stem}.{reason}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl.old")
+        os.replace(p, aside)
+        return aside
+
+
+def _read_tail_lines(path: Path, want_lines: int, max_bytes: int) -> list[str]:
+    """The last `want_lines` complete-or-torn lines, reading backwards at most ~max_bytes."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        pos = end
+        data = b""
+        while pos > 0 and data.count(b"\n") <= want_lines and end - pos < max_bytes:
+            step = min(_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    lines = data.split(b"\n")
+    if pos > 0:
+        lines = lines[1:]  # first piece may be a partial line
+    return [ln.decode("utf-8", "replace") for ln in lines if ln.strip()][-want_lines:]

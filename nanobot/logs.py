@@ -1,0 +1,56 @@
+"""Logging: NANOBOT_HOME/logs/nanobot.log (0600, rotating) and optional stderr, all redacted."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+
+from nanobot import paths
+from nanobot.security.redact import redact
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats the whole record (message, arguments, traceback) and then redacts it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler whose files are created 0600, whatever the umask."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, paths.FILE_MODE)
+        os.fchmod(fd, paths.FILE_MODE)
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8")
+
+
+def setup_logging(verbose: bool = False, stderr: bool = False, file: bool = True) -> None:
+    """Send nanobot.* records to the log file (INFO, DEBUG when verbose) and stderr when asked.
+
+    Without `stderr`, only WARNING and above reach the terminal, as one short line each.
+    """
+    root = logging.getLogger("nanobot")
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    if file:
+        paths.ensure_dir(paths.logs_dir())
+        fh = PrivateRotatingFileHandler(
+            paths.logs_dir() / "nanobot.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
+        )
+        fh.setFormatter(RedactingFormatter(FORMAT))
+        root.addHandler(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    if stderr or verbose:
+        sh.setFormatter(RedactingFormatter(FORMAT))
+    else:
+        sh.setLevel(logging.WARNING)
+        sh.setFormatter(RedactingFormatter("%(levelname)s: %(message)s"))
+    root.addHandler(sh)
