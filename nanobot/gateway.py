@@ -1,0 +1,152 @@
+"""`nanobot gateway`: channels + agent + local HTTP API under one event loop, systemd-aware."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from nanobot import paths
+from nanobot.bus import InboundMessage, MessageBus, OutboundMessage
+from nanobot.config import LoadInfo, load_config
+from nanobot.logs import setup_logging
+from nanobot.schema import Config
+from nanobot.security.privileges import refuse_root
+
+log = logging.getLogger("nanobot.gateway")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--port", type=int, default=None, help="local API port (gateway.port)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--allow-root", action="store_true", help="run even as root (not recommended)")
+
+
+class Gateway:
+    """Owns the bus, the channels' supervisors, the dispatcher and the local API."""
+
+    def __init__(self, cfg: Config, info: LoadInfo) -> None:
+        self.cfg = cfg
+        self.info = info
+        self.channels: dict[str, object] = {}
+        self.supervisors: list = []
+        self._stop = asyncio.Event()
+
+    def health(self) -> dict:
+        states = {name: getattr(ch, "status", "unknown") for name, ch in self.channels.items()}
+        ok = all(s == "running" for s in states.values())
+        return {"status": "ok" if ok else "degraded", "channels": states}
+
+    async def _deliver(self, msg: InboundMessage, reply: str) -> None:
+        channel = self.channels.get(msg.channel)
+        if channel is None:
+            log.warning(
+                "no %s channel to answer %s; dropping the reply", msg.channel, msg.session_key
+            )
+        else:
+            try:
+                await channel.send(OutboundMessage(msg.channel, msg.chat_id, reply))
+            finally:
+                stop_typing = getattr(channel, "stop_typing", None)
+                if stop_typing:
+                    stop_typing(msg.chat_id)
+        self.bus.ack(msg)
+
+    async def _consume(self) -> None:
+        while True:
+            msg = await self.bus.inbound.get()
+            channel = self.channels.get(msg.channel)
+            start_typing = getattr(channel, "start_typing", None)
+            if start_typing:
+                start_typing(msg.chat_id)
+            self.dispatcher.submit(msg, self._deliver)
+
+    async def _api_turn(self, session: str, text: str) -> str:
+        msg = InboundMessage(channel="http", sender_id="local-api", chat_id=session, content=text)
+        return await self.dispatcher.turn(msg)
+
+    async def serve(self) -> int:
+        from nanobot import sdnotify
+        from nanobot.channels.manager import Supervisor, build_channels
+        from nanobot.dispatcher import Dispatcher
+        from nanobot.http import LocalAPI
+        from nanobot.runtime import build_agent
+        from nanobot.security.access import open_channels
+        from nanobot.security.audit import get_audit
+        from nanobot.security.ratelimit import RateLimiter
+
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        agent = build_agent(cfg, self.info)
+        for name in open_channels(cfg):
+            log.warning(
+                "channel %s is enabled with an empty allowFrom: it is open to everyone — "
+                "set channels.%s.allowFrom",
+                name,
+                name,
+            )
+        self.bus = MessageBus(paths.state_dir() / "inbox")
+        rl = cfg.security.rate_limit
+        limiter = RateLimiter(rl.messages_per_minute, rl.burst)
+        self.channels = build_channels(cfg, self.bus, limiter, **self._channel_extras())
+        self.dispatcher = Dispatcher(agent, cfg.agents.defaults.max_concurrent_turns)
+        api = LocalAPI(cfg.gateway, loop, run_turn=self._api_turn, health=self.health)
+        api.start()
+        log.info("local API listening on http://%s:%d", cfg.gateway.host, api.port)
+        for name, channel in self.channels.items():
+            sup = Supervisor(name, channel)
+            sup.start()
+            self.supervisors.append(sup)
+        requeued = await self.bus.requeue_pending()
+        if requeued:
+            log.info("re-queued %d message(s) left unanswered by the last run", requeued)
+        consumer = asyncio.create_task(self._consume())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        get_audit().record("gateway_start", channels=sorted(self.channels), pid=os.getpid())
+        watchdog = sdnotify.Watchdog()
+        watchdog.start(loop)
+        sdnotify.ready()
+        log.info("gateway ready: channels %s", ", ".join(self.channels) or "none")
+
+        await self._stop.wait()
+        log.info("shutting down: no new turns; waiting up to %.0f s", cfg.gateway.shutdown_timeout)
+        sdnotify.stopping()
+        consumer.cancel()
+        finished = await self.dispatcher.drain(cfg.gateway.shutdown_timeout)
+        if not finished:
+            log.warning("some turns did not finish in time; their messages stay in the inbox")
+        for sup in self.supervisors:
+            await sup.stop()
+        api.stop()
+        watchdog.stop()
+        get_audit().record("gateway_stop", turns=self.dispatcher.turns_done, clean=finished)
+        agent.executor.shutdown(wait=False, cancel_futures=True)
+        log.info("gateway stopped")
+        return 0
+
+    def _channel_extras(self) -> dict:
+        groq = self.cfg.providers.groq
+        if not groq.api_key:
+            return {}
+        from nanobot.channels.transcribe import GroqTranscriber
+
+        return {"telegram": {"transcriber": GroqTranscriber(groq.api_key, groq.api_base)}}
+
+
+def run(args: argparse.Namespace) -> int:
+    refuse_root(args.allow_root)
+    setup_logging(verbose=args.verbose, stderr=True)
+    cfg, info = load_config(args.config)
+    if args.port is not None:
+        cfg.gateway.port = args.port
+    code = asyncio.run(Gateway(cfg, info).serve())
+    # A channel's long poll may still block a worker thread for up to its timeout; nothing is
+    # left to do, so leave without waiting for it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
