@@ -28,6 +28,8 @@ ENV_KEYS = {
     "aihubmix": "AIHUBMIX_API_KEY",
     "vllm": "HOSTED_VLLM_API_KEY",
 }
+# The official SDKs' base-URL variables fill an empty providers.<name>.apiBase.
+ENV_BASES = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 
 
 @dataclass
@@ -123,6 +125,10 @@ def load_config(path: Path | None = None) -> tuple[Config, LoadInfo]:
         if not prov.api_key and os.environ.get(var):
             prov.api_key = os.environ[var]
             dec.secrets.append(prov.api_key)
+    for name, var in ENV_BASES.items():
+        prov = getattr(cfg.providers, name)
+        if not prov.api_base and os.environ.get(var):
+            prov.api_base = os.environ[var]
     info = LoadInfo(
         path, exists, dec.warnings + _mode_warnings(path, exists), dec.literal_secrets, dec.secrets
     )

@@ -14,6 +14,7 @@ from nanobot.agent.context import ContextBuilder
 from nanobot.agent.sessions import SessionStore
 from nanobot.errors import ProviderError
 from nanobot.schema import AgentDefaults
+from nanobot.security.redact import redact
 from nanobot.tools.base import ToolContext
 from nanobot.tools.registry import ToolRegistry
 
@@ -65,7 +66,7 @@ class Agent:
                 log.error("LLM call failed for session %s: %s", key, e)
                 return APOLOGY
             if not reply.tool_calls:
-                final = reply.content or ""
+                final = redact(reply.content or "")
                 self.sessions.append(key, {"role": "assistant", "content": final})
                 return final
             step = [_assistant_with_calls(reply)]

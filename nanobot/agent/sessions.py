@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nanobot import paths
+from nanobot.security.redact import redact
 
 log = logging.getLogger("nanobot.sessions")
 _BLOCK = 64 * 1024
@@ -40,7 +41,8 @@ class SessionStore:
             paths.ensure_dir(self.dir)
         now = time.time()
         lines = "".join(
-            json.dumps({**m, "ts": m.get("ts", now)}, ensure_ascii=False) + "\n" for m in messages
+            redact(json.dumps({**m, "ts": m.get("ts", now)}, ensure_ascii=False)) + "\n"
+            for m in messages
         )
         with paths.open_private_append(self.path(key)) as f:
             f.write(lines)

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from nanobot.security.redact import redact
 from nanobot.tools.base import (
     INVALID_ARGUMENTS,
     RATE_LIMITED,
@@ -54,7 +55,7 @@ class ToolRegistry:
     async def call(self, name: str, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         started = time.monotonic()
         result = await self._call(name, args, ctx)
-        result.text = cap(result.text)
+        result.text = redact(cap(result.text))  # no secret ever reaches the model
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         from nanobot.security.audit import get_audit
 
