@@ -1,0 +1,226 @@
+"""Anthropic Messages provider: converts OpenAI-shaped messages and tools both ways."""
+
+from __future__ import annotations
+
+from nanobot.errors import ProviderError
+from nanobot.providers.base import LLMResponse, ToolCall, api_model, parse_arguments, usage_dict
+from nanobot.providers.http import post_json
+from nanobot.security.redact import redact
+
+API_VERSION = "2023-06-01"
+DEFAULT_BASE = "https://api.anthropic.com"
+_STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+}
+
+
+def _content_blocks(content: object) -> list[dict]:
+    """OpenAI message content (text or parts) as Anthropic blocks; empty text is dropped
+    because the API refuses empty text blocks."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    blocks: list[dict] = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text" and str(part.get("text", "")).strip():
+            blocks.append({"type": "text", "text": str(part["text"])})
+        elif part.get("type") == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            if url.startswith("data:") and ";base64," in url:
+                media, data = url[5:].split(";base64,", 1)
+                source = {"type": "base64", "media_type": media, "data": data}
+            else:
+                source = {"type": "url", "url": url}
+            blocks.append({"type": "image", "source": source})
+    return blocks
+
+
+def _tool_use_blocks(tool_calls: list[dict] | None) -> list[dict]:
+    blocks = []
+    for call in tool_calls or []:
+        function = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id", ""),
+                "name": function.get("name", ""),
+                "input": parse_arguments(function.get("arguments")),
+            }
+        )
+    return blocks
+
+
+def _tool_result_block(message: dict) -> dict:
+    text = message.get("content")
+    text = text if isinstance(text, str) else str(text or "")
+    block = {"type": "tool_result", "tool_use_id": message.get("tool_call_id", "")}
+    if text:
+        block["content"] = text
+    if text.startswith("Error:"):
+        block["is_error"] = True
+    return block
+
+
+def convert_messages(messages: list[dict]) -> tuple[str, list[dict]]:
+    """(system text, Anthropic messages) from OpenAI-shaped messages.
+
+    System messages are joined into `system`; tool results become user tool_result blocks;
+    consecutive messages of one role are merged (tool results first, as the API requires);
+    the list starts at a user message with no orphan tool results.
+    """
+    system: list[str] = []
+    out: list[dict] = []
+    for message in messages:
+        role = message.get("role")
+        if role == "system":
+            text = message.get("content")
+            if isinstance(text, str) and text.strip():
+                system.append(text)
+            continue
+        if role == "tool":
+            role, blocks = "user", [_tool_result_block(message)]
+        elif role == "assistant":
+            blocks = _content_blocks(message.get("content"))
+            blocks += _tool_use_blocks(message.get("tool_calls"))
+        else:
+            role, blocks = "user", _content_blocks(message.get("content"))
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    for message in out:
+        if message["role"] == "user":
+            message["content"].sort(key=lambda b: b["type"] != "tool_result")
+    # A history cut mid-exchange may begin with an answer or with results of calls now gone.
+    while out:
+        if out[0]["role"] == "user":
+            out[0]["content"] = [b for b in out[0]["content"] if b["type"] != "tool_result"]
+            if out[0]["content"]:
+                break
+        out.pop(0)
+    return "\n\n".join(system), out
+
+
+def convert_tools(tools: list[dict] | None) -> list[dict]:
+    """OpenAI function tools as Anthropic {name, description, input_schema}."""
+    out = []
+    for tool in tools or []:
+        function = tool.get("function") or {}
+        out.append(
+            {
+                "name": function.get("name", ""),
+                "description": function.get("description", ""),
+                "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+            }
+        )
+    return out
+
+
+def parse_response(data: dict) -> LLMResponse:
+    """An Anthropic message as an LLMResponse; anything else is a ProviderError."""
+    blocks = data.get("content")
+    if data.get("type") == "error" or not isinstance(blocks, list):
+        error = data.get("error")
+        detail = error.get("message") if isinstance(error, dict) else None
+        raise ProviderError(
+            "anthropic answered without content"
+            + (f": {redact(str(detail))[:200]}" if detail else "")
+            + " — fix: check providers.anthropic.apiBase and agents.defaults.model"
+        )
+    texts, calls = [], []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
+            calls.append(
+                ToolCall(
+                    id=str(block.get("id", "")),
+                    name=str(block.get("name", "")),
+                    arguments=parse_arguments(block.get("input")),
+                )
+            )
+    stop = data.get("stop_reason")
+    finish = _STOP_REASONS.get(stop, str(stop or "stop"))
+    if calls:
+        finish = "tool_calls"
+    usage = data.get("usage") or {}
+    return LLMResponse(
+        content="".join(texts) if texts else None,
+        tool_calls=calls,
+        finish_reason=finish,
+        usage=usage_dict(usage.get("input_tokens"), usage.get("output_tokens")),
+    )
+
+
+class AnthropicProvider:
+    """POST {api_base or https://api.anthropic.com}/v1/messages with x-api-key."""
+
+    def __init__(
+        self,
+        name: str = "anthropic",
+        api_base: str = "",
+        api_key: str = "",
+        extra_headers: dict[str, str] | None = None,
+        *,
+        strip_prefix: bool = True,
+        keeps_vendor: bool = False,
+        **post_options,
+    ) -> None:
+        base = (api_base or DEFAULT_BASE).rstrip("/")
+        self.name = name
+        self.url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        self._api_key = api_key
+        self._extra_headers = dict(extra_headers or {})
+        self._strip_prefix = strip_prefix
+        self._keeps_vendor = keeps_vendor
+        self._post_options = post_options
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION}
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        headers.update(self._extra_headers)
+        return headers
+
+    def request_body(
+        self,
+        messages: list[dict],
+        tools: list[dict] | None,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+    ) -> dict:
+        """The JSON body for one call, in Anthropic's shape."""
+        system, converted = convert_messages(messages)
+        body: dict = {
+            "model": api_model(model, self.name, self._strip_prefix, self._keeps_vendor),
+            "max_tokens": max_tokens,
+            "temperature": min(temperature, 1.0),  # Anthropic's range is 0..1, config allows 2
+            "messages": converted,
+        }
+        if system:
+            body["system"] = system
+        if tools:
+            body["tools"] = convert_tools(tools)
+        return body
+
+    def chat(
+        self,
+        messages: list[dict],
+        tools: list[dict] | None,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+    ) -> LLMResponse:
+        """One message; raises ProviderError after retries or on a malformed answer."""
+        body = self.request_body(messages, tools, model, max_tokens, temperature)
+        data = post_json(self.url, self.headers(), body, label=self.name, **self._post_options)
+        return parse_response(data)

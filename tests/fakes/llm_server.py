@@ -1,0 +1,388 @@
+"""A scripted OpenAI / Anthropic API on 127.0.0.1 for tests: replays replies, tool calls, faults.
+
+It stands in for the far side of the network only; nanobot's real providers talk to it over HTTP.
+
+    from tests.fakes.llm_server import ScriptedLLMServer, reply, tool_call, error, drop
+
+    with ScriptedLLMServer("openai") as llm:            # or "anthropic"
+        llm.script([tool_call("exec", {"command": "ls"}), reply("done")])
+        cfg.providers.custom.api_base = llm.url          # http://127.0.0.1:PORT/v1
+        ...                                              # run nanobot against it
+        assert llm.requests[0].json["messages"][-1]["content"] == "hi"
+
+Steps (each takes delay=seconds, slept before answering):
+    reply(text)                       a final answer (finish_reason "stop" / stop_reason "end_turn")
+    tool_call(name, args, id=None)    one tool call; args may be a dict or a raw arguments string
+    tool_call(...) + tool_call(...)   several calls in one response (also tool_calls(a, b, text=))
+    error(status, body=None, headers={"Retry-After": "1"})   an HTTP error in the API's shape
+    drop()                            close the connection without answering
+Steps are consumed in order; when the script is empty the responder set by respond_with(fn)
+answers (fn(request_json) -> Step or str), else `default` (reply("ok") unless given).
+`requests` lists RecordedRequest(path, headers, body, json); `max_concurrent` is the most
+requests ever in flight at once (for the gateway benchmark).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+_ANTHROPIC_STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"}
+
+
+@dataclass
+class Step:
+    """One scripted answer. kind: "reply", "tool_calls", "error" or "drop"."""
+
+    kind: str
+    text: str | None = None
+    calls: list[tuple[str | None, str, dict | str]] = field(default_factory=list)
+    status: int = 200
+    body: dict | str | bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    finish_reason: str | None = None
+
+    def __add__(self, other: Step) -> Step:
+        return tool_calls(self, other)
+
+
+def reply(text: str = "ok", *, delay: float = 0.0, finish_reason: str = "stop") -> Step:
+    """A text answer; finish_reason uses OpenAI names ("stop", "length")."""
+    return Step("reply", text=text, delay=delay, finish_reason=finish_reason)
+
+
+def tool_call(
+    name: str,
+    args: dict | str | None = None,
+    id: str | None = None,
+    *,
+    text: str | None = None,
+    delay: float = 0.0,
+) -> Step:
+    """One tool call (id generated when None); a str args is sent verbatim (invalid JSON tests)."""
+    return Step(
+        "tool_calls", text=text, calls=[(id, name, {} if args is None else args)], delay=delay
+    )
+
+
+def tool_calls(*steps: Step, text: str | None = None, delay: float = 0.0) -> Step:
+    """Several tool calls in one response, from tool_call() steps."""
+    calls = [c for s in steps for c in s.calls]
+    text = text if text is not None else next((s.text for s in steps if s.text), None)
+    delay = max([delay, *(s.delay for s in steps)])
+    return Step("tool_calls", text=text, calls=calls, delay=delay)
+
+
+def error(
+    status: int = 500,
+    body: dict | str | bytes | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    delay: float = 0.0,
+) -> Step:
+    """An HTTP answer with this status; body None → the API's own error JSON shape."""
+    return Step("error", status=status, body=body, headers=dict(headers or {}), delay=delay)
+
+
+def drop(*, delay: float = 0.0) -> Step:
+    """Read the request, then close the connection without a response."""
+    return Step("drop", delay=delay)
+
+
+@dataclass
+class RecordedRequest:
+    """A received request; headers keep the case the client sent (use header() to look up)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: dict | None
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+
+def last_user_text(body: dict | None) -> str:
+    """The text of the last user message of an OpenAI or Anthropic request body ("" if none)."""
+    for message in reversed((body or {}).get("messages") or []):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        texts = [b.get("text", "") for b in content or [] if b.get("type") == "text"]
+        if texts:
+            return "".join(texts)
+    return ""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops SYNs when 50 chats call at once
+    llm: ScriptedLLMServer
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that timed out and hung up is a scripted scenario, not a server bug.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
+    server_version = "ScriptedLLM/1.0"
+    timeout = 60  # an idle keep-alive connection frees its thread eventually
+    server: _Server
+
+    def log_message(self, format: str, *args) -> None:
+        pass  # keep test output clean
+
+    def do_POST(self) -> None:
+        self.server.llm._handle(self)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            self.server.llm._send(self, 200, {}, {"object": "list", "data": [{"id": "scripted"}]})
+        else:
+            self.server.llm._send(self, 404, {}, {"error": {"message": f"no GET {self.path}"}})
+
+
+class ScriptedLLMServer:
+    """The scripted API server; use as a context manager (or start()/stop())."""
+
+    def __init__(
+        self,
+        kind: str = "openai",
+        *,
+        default: Step | None = None,
+        steps: list[Step] | None = None,
+    ) -> None:
+        if kind not in PATHS:
+            raise ValueError(f"kind must be one of {sorted(PATHS)}, not {kind!r}")
+        self.kind = kind
+        self.default = default or reply("ok")
+        self.errors: list[str] = []  # exceptions raised by a respond_with callable
+        self.max_concurrent = 0
+        self.in_flight = 0
+        self._cond = threading.Condition()
+        self._queue: deque[Step] = deque(steps or [])
+        self._requests: list[RecordedRequest] = []
+        self._responder: Callable[[dict | None], Step | str] | None = None
+        self._ids = itertools.count(1)
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle -----------------------------------------------------------------------------
+    def start(self) -> ScriptedLLMServer:
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.llm = self
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(timeout=5)
+            self._httpd = None
+
+    def __enter__(self) -> ScriptedLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("ScriptedLLMServer is not started; use it in a with block")
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The apiBase to configure: …/v1 for the OpenAI kind, the bare origin for Anthropic."""
+        origin = f"http://127.0.0.1:{self.port}"
+        return origin + "/v1" if self.kind == "openai" else origin
+
+    # scripting -----------------------------------------------------------------------------
+    def script(self, steps: list[Step]) -> ScriptedLLMServer:
+        """Append steps to the script (answered in order, one per request)."""
+        with self._cond:
+            self._queue.extend(steps)
+        return self
+
+    def respond_with(self, fn: Callable[[dict | None], Step | str] | None) -> ScriptedLLMServer:
+        """Answer requests beyond the script with fn(request_json); a str means reply(str)."""
+        self._responder = fn
+        return self
+
+    @property
+    def pending(self) -> int:
+        """Scripted steps not yet consumed."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the requests received so far, oldest first."""
+        with self._cond:
+            return list(self._requests)
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until `count` requests arrived; AssertionError after `timeout` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise AssertionError(
+                    f"ScriptedLLMServer got {len(self._requests)} requests, expected {count}"
+                )
+            return list(self._requests)
+
+    # serving -------------------------------------------------------------------------------
+    def _next_step(self, data: dict | None) -> Step:
+        with self._cond:
+            if self._queue:
+                return self._queue.popleft()
+        if self._responder is None:
+            return self.default
+        try:
+            step = self._responder(data)
+        except Exception as e:  # a broken test callable must not hang the client
+            self.errors.append(f"{type(e).__name__}: {e}")
+            return error(500, {"error": {"message": f"respond_with raised {type(e).__name__}"}})
+        return reply(step) if isinstance(step, str) else step
+
+    def _handle(self, handler: _Handler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = None
+        record = RecordedRequest("POST", handler.path, dict(handler.headers.items()), raw, data)
+        with self._cond:
+            self._requests.append(record)
+            self.in_flight += 1
+            self.max_concurrent = max(self.max_concurrent, self.in_flight)
+            self._cond.notify_all()
+        try:
+            if handler.path.split("?")[0] != PATHS[self.kind]:
+                message = (
+                    f"ScriptedLLMServer({self.kind}) serves POST {PATHS[self.kind]}, "
+                    f"got {handler.path}; configure apiBase = server.url"
+                )
+                self._send(handler, 404, {}, {"error": {"message": message}})
+                return
+            step = self._next_step(data)
+            if step.delay:
+                time.sleep(step.delay)
+            if step.kind == "drop":
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self._send(handler, step.status, step.headers, self._body(step, data or {}, len(raw)))
+        finally:
+            with self._cond:
+                self.in_flight -= 1
+
+    def _send(
+        self, handler: _Handler, status: int, headers: dict, body: dict | str | bytes
+    ) -> None:
+        if isinstance(body, dict):
+            payload, ctype = json.dumps(body).encode(), "application/json"
+        else:
+            payload = body.encode() if isinstance(body, str) else body
+            ctype = "text/plain; charset=utf-8"
+        handler.send_response(status)
+        sent = {k.lower() for k in headers}
+        if "content-type" not in sent:
+            handler.send_header("Content-Type", ctype)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def _body(self, step: Step, request: dict, request_bytes: int) -> dict | str | bytes:
+        if step.kind == "error":
+            return step.body if step.body is not None else self._error_body(step.status)
+        model = request.get("model") or "scripted"
+        usage = (request_bytes // 4, len(step.text or "") // 4 + 10 * len(step.calls))
+        n = next(self._ids)
+        if self.kind == "anthropic":
+            return self._anthropic_body(step, model, usage, n)
+        return self._openai_body(step, model, usage, n)
+
+    def _openai_body(self, step: Step, model: str, usage: tuple[int, int], n: int) -> dict:
+        message: dict = {"role": "assistant", "content": step.text}
+        if step.calls:
+            message["tool_calls"] = [
+                {
+                    "id": cid or f"call_{n}_{i}",
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "arguments": args if isinstance(args, str) else json.dumps(args),
+                    },
+                }
+                for i, (cid, name, args) in enumerate(step.calls)
+            ]
+        finish = "tool_calls" if step.calls else (step.finish_reason or "stop")
+        return {
+            "id": f"chatcmpl-scripted{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            ],
+            "usage": {
+                "prompt_tokens": usage[0],
+                "completion_tokens": usage[1],
+                "total_tokens": sum(usage),
+            },
+        }
+
+    def _anthropic_body(self, step: Step, model: str, usage: tuple[int, int], n: int) -> dict:
+        content: list[dict] = []
+        if step.text is not None:
+            content.append({"type": "text", "text": step.text})
+        for i, (cid, name, args) in enumerate(step.calls):
+            content.append(
+                {"type": "tool_use", "id": cid or f"toolu_{n}_{i}", "name": name, "input": args}
+            )
+        finish = "tool_calls" if step.calls else (step.finish_reason or "stop")
+        return {
+            "id": f"msg_scripted{n}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": _ANTHROPIC_STOP.get(finish, finish),
+            "stop_sequence": None,
+            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        }
+
+    def _error_body(self, status: int) -> dict:
+        message = f"scripted error {status}"
+        if self.kind == "anthropic":
+            kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(
+                status, "api_error" if status >= 500 else "invalid_request_error"
+            )
+            return {"type": "error", "error": {"type": kind, "message": message}}
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
