@@ -108,6 +108,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     json: dict | None
+    time: float = field(default_factory=time.monotonic)  # when it arrived
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -177,6 +178,7 @@ class ScriptedLLMServer:
         self.max_concurrent = 0
         self.in_flight = 0
         self._cond = threading.Condition()
+        self._local = threading.local()
         self._queue: deque[Step] = deque(steps or [])
         self._requests: list[RecordedRequest] = []
         self._responder: Callable[[dict | None], Step | str] | None = None
@@ -274,6 +276,7 @@ class ScriptedLLMServer:
         except ValueError:
             data = None
         record = RecordedRequest("POST", handler.path, dict(handler.headers.items()), raw, data)
+        self._local.current = record
         with self._cond:
             self._requests.append(record)
             self.in_flight += 1
@@ -294,10 +297,20 @@ class ScriptedLLMServer:
                 handler.close_connection = True
                 handler.connection.shutdown(socket.SHUT_RDWR)
                 return
-            self._send(handler, step.status, step.headers, self._body(step, data or {}, len(raw)))
+            body = self._body(step, data or {}, len(raw))
+            self._leave()  # before answering: the client may look at in_flight as soon as it reads
+            self._send(handler, step.status, step.headers, body)
         finally:
-            with self._cond:
-                self.in_flight -= 1
+            self._leave()
+
+    def _leave(self) -> None:
+        """Mark this request as no longer in flight (once, however often it is called)."""
+        left = getattr(self._local, "left", None)
+        if left is self._local.current:
+            return
+        self._local.left = self._local.current
+        with self._cond:
+            self.in_flight -= 1
 
     def _send(
         self, handler: _Handler, status: int, headers: dict, body: dict | str | bytes
