@@ -129,12 +129,9 @@ class Gateway:
         return 0
 
     def _channel_extras(self) -> dict:
-        groq = self.cfg.providers.groq
-        if not groq.api_key:
-            return {}
-        from nanobot.channels.transcribe import GroqTranscriber
+        from nanobot.channels.tgapi import transcriber_from_config
 
-        return {"telegram": {"transcriber": GroqTranscriber(groq.api_key, groq.api_base)}}
+        return {"telegram": {"transcriber": transcriber_from_config(self.cfg)}}
 
 
 def run(args: argparse.Namespace) -> int:

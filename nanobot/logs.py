@@ -30,15 +30,22 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
 
 def setup_logging(verbose: bool = False, stderr: bool = False, file: bool = True) -> None:
-    """Send nanobot.* records to the log file (INFO, DEBUG when verbose) and stderr when asked.
+    """Send records to the log file (nanobot.* at INFO, DEBUG when verbose) and stderr when asked.
 
-    Without `stderr`, only WARNING and above reach the terminal, as one short line each.
+    Handlers sit on the root logger so that third-party records (urllib3 prints request paths,
+    which hold the Telegram token) pass the same redacting formatter. Without `stderr`, only
+    WARNING and above reach the terminal, as one short line each.
     """
-    root = logging.getLogger("nanobot")
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
     for h in list(root.handlers):
         root.removeHandler(h)
+        h.close()
+    ours = logging.getLogger("nanobot")
+    ours.setLevel(logging.DEBUG if verbose else logging.INFO)
+    ours.propagate = True
+    for h in list(ours.handlers):
+        ours.removeHandler(h)
         h.close()
     if file:
         paths.ensure_dir(paths.logs_dir())

@@ -1,0 +1,384 @@
+"""Telegram channel: long-polls the Bot API, admits messages through BaseChannel, sends replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nanobot.bus import MessageBus, OutboundMessage
+from nanobot.channels.base import BaseChannel, SendError
+from nanobot.channels.tgapi import (
+    ALLOWED_UPDATES,
+    Backoff,
+    BotAPI,
+    FileTooLarge,
+    Incoming,
+    MalformedUpdate,
+    MediaRef,
+    TelegramError,
+    TranscriptionError,
+    TransportError,
+    is_int,
+    parse_update,
+    run_detached,
+    with_retries,
+)
+from nanobot.channels.tgformat import TELEGRAM_LIMIT, markdown_to_html, split_message
+from nanobot.errors import ConfigError
+from nanobot.paths import atomic_write, ensure_dir, media_dir, state_dir
+
+log = logging.getLogger("nanobot.channels.telegram")
+
+T = TypeVar("T")
+OFFSET_FILE = "telegram_offset"
+VOICE_UNAVAILABLE = "[voice message: transcription unavailable — set providers.groq.apiKey]"
+GREETING = "Hi! I'm nanobot, your personal AI assistant. Send me a message; /help lists commands."
+HELP = (
+    "Commands:\n"
+    "/start — greeting\n"
+    "/help — this list\n"
+    "/reset — start a new conversation (forgets this chat's history)\n"
+    "Anything else goes to the assistant."
+)
+
+
+class _Stopped(Exception):
+    """stop() was called while waiting."""
+
+
+class TelegramChannel(BaseChannel):
+    """Telegram over the Bot API (long polling, no webhook).
+
+    The update offset is persisted in NANOBOT_HOME/state/telegram_offset after each update has
+    been admitted or refused, so nothing sent while the gateway was down is lost and nothing is
+    handled twice. stop() is final for the object. Delays are constructor parameters so tests
+    can make them small.
+    """
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        config: Any,
+        bus: MessageBus,
+        *,
+        limiter: Any = None,
+        transcriber: Callable[[Path], str] | None = None,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        send_budget: float = 60.0,
+        typing_interval: float = 4.0,
+        typing_max: float = 600.0,
+    ) -> None:
+        super().__init__(config, bus, limiter=limiter)
+        self.transcriber = transcriber
+        self.api = BotAPI(config.token, config.api_base, proxy=config.proxy)
+        self.backoff = Backoff(backoff_base, backoff_max)
+        self.send_budget = send_budget
+        self.typing_interval = typing_interval
+        self.typing_max = typing_max
+        self.bot_username: str | None = None
+        self._offset: int | None = None
+        self._stop_event = asyncio.Event()
+        self._typing: dict[str, asyncio.Task] = {}
+        self._typing_refs: dict[str, int] = {}
+        self._failures = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Poll until stop(); raises ConfigError when Telegram rejects the token."""
+        if not self.config.token:
+            raise ConfigError("Telegram is enabled but channels.telegram.token is empty")
+        self._set_status("starting")
+        self._offset = await asyncio.to_thread(self._load_offset)
+        try:
+            await self._connect()
+            while not self._stop_event.is_set():
+                for update in await self._poll():
+                    if self._stop_event.is_set():
+                        break  # the rest stays unconfirmed and comes again next start
+                    await self._handle_update(update)
+        except _Stopped:
+            pass
+        self._set_status("stopped")
+
+    async def stop(self) -> None:
+        self._stop_event.set()
+        for task in self._typing.values():
+            task.cancel()
+        self._typing.clear()
+        self._typing_refs.clear()
+        self._set_status("stopped")
+
+    async def _until_stop(self, aw: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(aw)
+        waiter = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()  # the thread behind it finishes on its own; its answer is dropped
+        if not task.done():
+            raise _Stopped
+        return task.result()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        except TimeoutError:
+            return
+        raise _Stopped
+
+    async def _api(self, method: str, params: dict | None = None, timeout: float = 30.0) -> Any:
+        """One call, interrupted by stop(); 401/404 (bad token) become ConfigError."""
+        try:
+            return await self._until_stop(
+                run_detached(self.api.request, method, params, timeout=timeout)
+            )
+        except TelegramError as e:
+            if e.code in (401, 404):
+                self._set_status(f"error: token rejected ({e.code})")
+                raise ConfigError(
+                    f"Telegram rejected the bot token ({e.code} {e.description}): "
+                    "set a valid channels.telegram.token (from @BotFather)"
+                ) from None
+            raise
+
+    async def _failed(self, method: str, err: TelegramError | TransportError) -> None:
+        """Log a failed getMe/getUpdates, set status, and wait before the next attempt."""
+        wait = self.backoff.delay(self._failures)
+        self._failures += 1
+        if isinstance(err, TelegramError) and err.code == 409:
+            log.error(
+                "Telegram %s conflict (409): another instance is polling this bot or a webhook "
+                "is set. Stop the other instance, or remove the webhook (Bot API deleteWebhook). "
+                "Retrying in %.0f s",
+                method,
+                wait,
+            )
+            self._set_status("error: conflict: another poller or a webhook is active")
+        else:
+            if isinstance(err, TelegramError) and err.code == 429 and err.retry_after:
+                wait = err.retry_after
+            log.warning("Telegram %s failed (%s); retrying in %.1f s", method, err, wait)
+            self._set_status(f"error: {err}")
+        await self._pause(wait)
+
+    async def _connect(self) -> None:
+        while True:
+            try:
+                me = await self._api("getMe")
+                break
+            except (TelegramError, TransportError) as e:
+                await self._failed("getMe", e)
+        self._failures = 0
+        self.bot_username = me.get("username") if isinstance(me, dict) else None
+        log.info("Telegram bot @%s connected; polling for updates", self.bot_username)
+        self._set_status("running")
+
+    async def _poll(self) -> list:
+        params: dict[str, Any] = {
+            "timeout": self.config.poll_timeout,
+            "allowed_updates": ALLOWED_UPDATES,
+        }
+        if self._offset is not None:
+            params["offset"] = self._offset
+        try:
+            result = await self._api("getUpdates", params, timeout=self.config.poll_timeout + 10)
+        except (TelegramError, TransportError) as e:
+            await self._failed("getUpdates", e)
+            return []
+        self._failures = 0
+        self._set_status("running")
+        if not isinstance(result, list):
+            log.warning("Telegram getUpdates answered something other than a list; ignored")
+            return []
+        return result
+
+    # ---- inbound ---------------------------------------------------------------------------
+
+    def _load_offset(self) -> int | None:
+        path = state_dir() / OFFSET_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            offset, bot = data["offset"], data.get("bot_id")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("Ignoring unreadable %s; Telegram resends unconfirmed updates", path)
+            return None
+        if bot != self._bot_id() or not is_int(offset):
+            return None  # another bot's offset would skip this bot's updates
+        return offset
+
+    def _save_offset(self, offset: int) -> None:
+        self._offset = offset
+        data = json.dumps({"bot_id": self._bot_id(), "offset": offset})
+        atomic_write(ensure_dir(state_dir()) / OFFSET_FILE, data)
+
+    def _bot_id(self) -> str:
+        # The part of the token before ":" is the bot's public user id, not the secret.
+        return self.config.token.split(":", 1)[0]
+
+    async def _handle_update(self, update: Any) -> None:
+        uid = update.get("update_id") if isinstance(update, dict) else None
+        if not is_int(uid):
+            log.warning("Skipping a Telegram update without an update_id")
+            return
+        if self._offset is not None and uid < self._offset:
+            return  # already handled before a restart
+        try:
+            incoming = parse_update(update)
+        except MalformedUpdate as e:
+            log.warning("Skipping malformed Telegram update %d: %s", uid, e)
+            incoming = None
+        if incoming is not None:
+            incoming.metadata["dedupe_key"] = f"telegram:{uid}"
+            incoming.metadata["update_id"] = uid
+            await self.handle_inbound(
+                incoming.sender,
+                incoming.chat_id,
+                incoming.text,
+                metadata=incoming.metadata,
+                prepare=self._preparer(incoming) if incoming.media else None,
+            )
+        await asyncio.to_thread(self._save_offset, uid + 1)
+
+    def command_reply(self, content: str) -> str | None:
+        words = content.split(maxsplit=1)
+        command = words[0].split("@", 1)[0].lower() if words else ""
+        return {"/start": GREETING, "/help": HELP}.get(command)
+
+    def _preparer(self, incoming: Incoming):
+        async def prepare() -> tuple[str, list[str]]:
+            lines = [incoming.text] if incoming.text else []
+            paths: list[str] = []
+            for ref in incoming.media:
+                lines.append(await self._fetch(ref, paths))
+            return "\n".join(lines), paths
+
+        return prepare
+
+    async def _fetch(self, ref: MediaRef, paths: list[str]) -> str:
+        """Download one attachment (appending its path) and return the line for the content."""
+        if ref.kind == "voice" and self.transcriber is None:
+            return VOICE_UNAVAILABLE
+        limit = self.config.max_media_bytes
+        try:
+            path = await self._download(ref, limit)
+        except FileTooLarge:
+            log.warning("Refused a Telegram %s larger than maxMediaBytes (%d)", ref.kind, limit)
+            return (
+                f"[{ref.kind} refused: larger than channels.telegram.maxMediaBytes ({limit} bytes)]"
+            )
+        except TelegramError as e:
+            log.warning("Could not download a Telegram %s: %s", ref.kind, e)
+            return f"[{ref.kind}: download failed]"
+        paths.append(str(path))
+        if ref.kind != "voice":
+            return f"[{ref.kind}: {path}]"
+        try:
+            text = await run_detached(self.transcriber, path)
+        except (TranscriptionError, OSError) as e:
+            log.warning("Voice transcription failed: %s", e)
+            return "[voice message: transcription failed]"
+        return f"[voice message] {text}"
+
+    async def _download(self, ref: MediaRef, limit: int) -> Path:
+        if ref.size is not None and ref.size > limit:
+            raise FileTooLarge(f"{ref.size} bytes")
+        info = await with_retries(
+            "getFile",
+            self.api.request,
+            "getFile",
+            {"file_id": ref.file_id},
+            budget=self.send_budget,
+            backoff=self.backoff,
+        )
+        if not isinstance(info, dict) or not isinstance(info.get("file_path"), str):
+            raise TelegramError("getFile", 400, "answer without a file_path")
+        if is_int(info.get("file_size")) and info["file_size"] > limit:
+            raise FileTooLarge(f"{info['file_size']} bytes")
+        folder = await asyncio.to_thread(ensure_dir, media_dir())
+        dest = folder / f"{uuid.uuid4().hex}{ref.ext}"
+        await with_retries(
+            "file download",
+            self.api.download,
+            info["file_path"],
+            dest,
+            limit,
+            budget=self.send_budget,
+            backoff=self.backoff,
+        )
+        return dest
+
+    # ---- outbound --------------------------------------------------------------------------
+
+    async def send(self, msg: OutboundMessage) -> None:
+        """Send msg.content as HTML parts of ≤ 4096 characters; a part whose HTML Telegram
+        refuses is resent as plain text. Raises SendError when a part cannot be delivered."""
+        for n, part in enumerate(split_message(msg.content, TELEGRAM_LIMIT)):
+            params: dict[str, Any] = {"chat_id": msg.chat_id, "text": markdown_to_html(part)}
+            params["parse_mode"] = "HTML"
+            if n == 0 and msg.reply_to and str(msg.reply_to).isdigit():
+                params["reply_to_message_id"] = int(msg.reply_to)
+                params["allow_sending_without_reply"] = True
+            try:
+                try:
+                    await self._send_part(params)
+                except TelegramError as e:
+                    if e.code != 400 or "can't parse entities" not in e.description.lower():
+                        raise
+                    log.warning("Telegram refused the HTML of a reply part; resending as text")
+                    params.pop("parse_mode")
+                    params["text"] = part
+                    await self._send_part(params)
+            except (TelegramError, TransportError) as e:
+                raise SendError(f"Telegram sendMessage failed: {e}") from None
+
+    async def _send_part(self, params: dict) -> None:
+        await with_retries(
+            "sendMessage",
+            self.api.request,
+            "sendMessage",
+            params,
+            budget=self.send_budget,
+            backoff=self.backoff,
+        )
+
+    def start_typing(self, chat_id: str) -> None:
+        """Show "typing…" in chat_id (refreshed every typing_interval) until stop_typing."""
+        self._typing_refs[chat_id] = self._typing_refs.get(chat_id, 0) + 1
+        if chat_id not in self._typing:
+            self._typing[chat_id] = asyncio.get_running_loop().create_task(
+                self._typing_loop(chat_id)
+            )
+
+    def stop_typing(self, chat_id: str) -> None:
+        """Undo one start_typing; the indicator stops when every start was undone."""
+        left = self._typing_refs.get(chat_id, 0) - 1
+        if left > 0:
+            self._typing_refs[chat_id] = left
+            return
+        self._typing_refs.pop(chat_id, None)
+        task = self._typing.pop(chat_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def _typing_loop(self, chat_id: str) -> None:
+        deadline = time.monotonic() + self.typing_max
+        params = {"chat_id": chat_id, "action": "typing"}
+        while time.monotonic() < deadline:
+            try:
+                await run_detached(self.api.request, "sendChatAction", params, timeout=10)
+            except (TelegramError, TransportError) as e:
+                log.debug("sendChatAction failed: %s", e)
+            await asyncio.sleep(self.typing_interval)
