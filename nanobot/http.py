@@ -1,0 +1,398 @@
+"""The local HTTP server: GET /healthz and the token-protected OpenAI-compatible chat API."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from nanobot.errors import NanobotError
+from nanobot.schema import GatewayConfig
+
+log = logging.getLogger("nanobot.http")
+
+HEALTH_PATH = "/healthz"
+CHAT_PATH = "/v1/chat/completions"
+TURN_TIMEOUT = 300.0
+# Path -> method -> handler method name: the whole routing.
+_ROUTES = {HEALTH_PATH: {"GET": "_health"}, CHAT_PATH: {"POST": "_chat"}}
+_SESSION_RE = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_.-]{1,64}")
+_LENGTH_RE = re.compile(r"[0-9]{1,15}")
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for "localhost" and loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x); else False."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+class _Refusal(Exception):
+    """A request answered with an error: HTTP status, message for the client, audit decision."""
+
+    def __init__(self, status: int, message: str, decision: str = "rejected", headers=()):
+        super().__init__(message)
+        self.status, self.message, self.decision, self.headers = status, message, decision, headers
+
+
+class LocalAPI:
+    """Serves GET /healthz and POST /v1/chat/completions on cfg.host:cfg.port from a daemon thread.
+
+    run_turn(session_name, text) -> reply is awaited on `loop` (which must be running in another
+    thread than the caller of the API); health() -> {"status", "channels"} must hold no secrets.
+    The chat API needs cfg.token (Authorization: Bearer …); without one it answers 403.
+    """
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        loop: asyncio.AbstractEventLoop,
+        run_turn: Callable[[str, str], Awaitable[str]],
+        health: Callable[[], dict],
+        turn_timeout: float = TURN_TIMEOUT,
+    ) -> None:
+        self.cfg, self.loop, self.run_turn, self.health = cfg, loop, run_turn, health
+        self.turn_timeout = turn_timeout
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (cfg.port, or the one the OS chose for port 0); valid after start()."""
+        if self._server is None:
+            raise RuntimeError("LocalAPI.port read before start()")
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread. Raises NanobotError on an unsafe or failed bind."""
+        host, port = self.cfg.host, self.cfg.port
+        if not is_loopback(host):
+            if not self.cfg.token:
+                raise NanobotError(
+                    f"refusing to bind the local API to {host or '0.0.0.0'} without gateway.token"
+                    ' — set gateway.token (e.g. "${NANOBOT_GATEWAY_TOKEN}") or bind 127.0.0.1'
+                )
+            log.warning("local API on %s is reachable from other hosts; firewall it", host)
+        try:
+            family, address = _bind_address(host, port)
+            self._server = _Server(address, family, self)
+        except OSError as e:
+            raise NanobotError(
+                f"cannot bind the local API to {host}:{port} ({e.strerror or e}) — "
+                "free the port or change gateway.port / gateway.host"
+            ) from e
+        # poll_interval 0.1 s: how long stop() may wait for the serving loop.
+        serve = self._server.serve_forever
+        self._thread = threading.Thread(target=serve, args=(0.1,), name="nanobot-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting connections and close the socket; requests in flight may still finish."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _bind_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple]:
+    if host.strip().lower() == "localhost":
+        return socket.AF_INET, ("127.0.0.1", port)  # clients that say 127.0.0.1 reach it too
+    name = host.strip("[]") or "0.0.0.0"
+    family, _, _, _, sockaddr = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)[0]
+    return family, sockaddr
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple, family: socket.AddressFamily, api: LocalAPI) -> None:
+        self.address_family = family
+        self.api = api
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would do a reverse DNS lookup (getfqdn) nobody here needs.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("local API: connection from %s ended in error", client_address[0], exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One request per connection (HTTP/1.0: the connection closes after the response).
+
+    A deadline timer bounds each read phase (headers, then body) to gateway.headerTimeout in
+    total, so a client trickling bytes cannot hold a thread; the socket timeout bounds each read.
+    """
+
+    server_version = "nanobot"
+    sys_version = ""
+    disable_nagle_algorithm = True  # the body follows the headers in a second write
+    server: _Server
+
+    def version_string(self) -> str:
+        return "nanobot"
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        log.debug("local API %s: %s", self.client_address[0], format % args)
+
+    # -- connection lifecycle and the read deadline --
+
+    def setup(self) -> None:
+        self.timeout = self.server.api.cfg.header_timeout
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._expired = False
+        self._unread_body = False
+        super().setup()
+        self._arm()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self._disarm()
+        return ok and not self._expired
+
+    def finish(self) -> None:
+        self._disarm()
+        super().finish()
+        if self._unread_body and not self._expired:
+            self._linger()
+
+    def _arm(self) -> None:
+        timer = threading.Timer(self.timeout, self._expire)
+        timer.daemon = True
+        with self._lock:
+            self._timer = timer
+        timer.start()
+
+    def _disarm(self) -> None:
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._timer is not threading.current_thread():
+                return  # disarmed while this timer was firing
+            self._timer, self._expired = None, True
+        client = self.client_address[0]
+        log.info("local API: cut off %s (no complete request in %.1f s)", client, self.timeout)
+        self._audit(408, "rejected")
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)  # wakes the blocked read with EOF
+        except OSError:
+            log.debug("local API: shutdown of a timed-out connection failed", exc_info=True)
+
+    def _linger(self) -> None:
+        # Closing with unread bytes resets the connection, which can destroy the response
+        # before the client reads it: drain the refused body for up to the header timeout.
+        deadline = time.monotonic() + self.timeout
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            log.debug("local API: linger ended early", exc_info=True)
+
+    # -- routing and responses --
+
+    def _dispatch(self) -> None:
+        methods = _ROUTES.get(urlsplit(self.path).path)
+        length = self.headers.get("Content-Length", "").strip()
+        self._unread_body = length not in ("", "0") or "Transfer-Encoding" in self.headers
+        try:
+            if methods is None:
+                raise _Refusal(404, f"no such endpoint; use POST {CHAT_PATH} or GET {HEALTH_PATH}")
+            name = methods.get(self.command)
+            if name is None:
+                allow = ", ".join(methods)
+                raise _Refusal(405, f"use {allow} for this endpoint", headers=[("Allow", allow)])
+            getattr(self, name)()
+        except _Refusal as r:
+            self._respond(r.status, _error(r.status, r.message), r.decision, r.headers)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, long headers, unknown method) as JSON."""
+        phrase = self.responses.get(code, ("Error",))[0]
+        self._respond(code, _error(code, phrase), "rejected")
+
+    def _respond(self, status: int, payload: dict, decision: str, headers=()) -> None:
+        if self._expired:
+            return  # the deadline already closed the connection and audited it
+        self._audit(status, decision)  # first, so a client holding the answer finds the record
+        body = json.dumps(payload).encode()
+        self.close_connection = True
+        self.send_response(status)
+        for key, value in [("Content-Type", "application/json"), *headers]:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _audit(self, status: int, decision: str) -> None:
+        from nanobot.security.audit import get_audit
+
+        path = urlsplit(getattr(self, "path", "") or "").path[:200]
+        client = self.client_address[0]
+        get_audit().record(
+            "http_request", path=path, status=status, client=client, decision=decision
+        )
+
+    # -- endpoints --
+
+    def _health(self) -> None:
+        try:
+            state = self.server.api.health()
+        except Exception:  # boundary: a broken probe must still answer
+            log.exception("local API: health() failed")
+            raise _Refusal(500, "health check failed; see the gateway log", "allowed") from None
+        self._respond(200, state, "allowed")
+
+    def _chat(self) -> None:
+        self._authorize(self.server.api.cfg.token)
+        session, text, model = _parse_chat(self._read_json())
+        self._respond(200, _completion(self._run_turn(session, text), model), "allowed")
+
+    def _authorize(self, token: str) -> None:
+        given = _bearer(self.headers.get_all("Authorization") or [])
+        if token and given is not None and hmac.compare_digest(given, token.encode()):
+            return
+        reason = "gateway.token not set" if not token else "wrong token" if given else "no token"
+        log.warning("Access denied: local API request from %s (%s)", self.client_address[0], reason)
+        if not token:
+            fix = 'set gateway.token to use the API (e.g. "${NANOBOT_GATEWAY_TOKEN}")'
+            raise _Refusal(403, fix, "denied")
+        bearer = [("WWW-Authenticate", "Bearer")]
+        raise _Refusal(401, "send Authorization: Bearer <gateway.token>", "denied", bearer)
+
+    def _read_json(self) -> dict:
+        values = self.headers.get_all("Content-Length") or []
+        if not values or "Transfer-Encoding" in self.headers:
+            raise _Refusal(411, "send the body with a Content-Length header (no chunked encoding)")
+        if len(values) > 1 or not _LENGTH_RE.fullmatch(values[0].strip()):
+            raise _Refusal(400, "invalid Content-Length header")
+        length, limit = int(values[0]), self.server.api.cfg.max_body_bytes
+        if length > limit:
+            raise _Refusal(413, f"the body is over {limit} bytes (gateway.maxBodyBytes)")
+        self._arm()
+        try:
+            raw = self.rfile.read(length)
+        finally:
+            self._disarm()
+        self._unread_body = False
+        if len(raw) != length:
+            raise _Refusal(400, "the body is shorter than its Content-Length")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _Refusal(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise _Refusal(400, "the body must be a JSON object")
+        return body
+
+    def _run_turn(self, session: str, text: str) -> str:
+        api = self.server.api
+        coro = api.run_turn(session, text)
+        try:
+            fut = asyncio.run_coroutine_threadsafe(coro, api.loop)
+        except RuntimeError:  # the loop is closed: the gateway is going away
+            coro.close()
+            raise _Refusal(503, "the gateway is shutting down; retry later", "allowed") from None
+        if not concurrent.futures.wait([fut], timeout=api.turn_timeout).done:
+            fut.cancel()
+            log.warning("local API: turn for http:%s took over %.0f s", session, api.turn_timeout)
+            raise _Refusal(504, "the turn took too long and was cancelled; try again", "allowed")
+        try:
+            reply = fut.result()
+            if not isinstance(reply, str):
+                raise TypeError(f"run_turn returned {type(reply).__name__}, not str")
+        except Exception:  # boundary: a failing turn must answer, not kill the thread
+            log.exception("local API: turn for http:%s failed", session)
+            raise _Refusal(500, "the turn failed; see the gateway log", "allowed") from None
+        return reply
+
+
+def _bearer(values: list[str]) -> bytes | None:
+    """The token bytes of exactly one "Authorization: Bearer <token>" header, else None."""
+    scheme, _, token = values[0].strip().partition(" ") if len(values) == 1 else ("", "", "")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    # http.server decoded the header as latin-1; encoding back gives the bytes as sent.
+    return token.strip().encode("latin-1", "replace")
+
+
+def _error(status: int, message: str) -> dict:
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind}}
+
+
+def _parse_chat(body: dict) -> tuple[str, str, str]:
+    """(session name, text of the last user message, model) from a chat.completions body.
+
+    Only the last user message is used: the session's history lives on the server.
+    """
+    if body.get("stream"):
+        raise _Refusal(400, 'streaming is not supported; send "stream": false')
+    session = "default" if body.get("user") is None else body["user"]
+    if not isinstance(session, str) or not _SESSION_RE.fullmatch(session):
+        raise _Refusal(400, '"user" names the session: 1-64 characters of A-Z a-z 0-9 _ . -')
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise _Refusal(400, '"messages" must be a list holding a message with "role": "user"')
+    text = _text_of(users[-1].get("content"))
+    if not text.strip():
+        raise _Refusal(400, "the last user message has no text")
+    model = body.get("model")
+    return session, text, model if isinstance(model, str) and model else "nanobot"
+
+
+def _text_of(content) -> str:
+    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+    if not parts or len(texts) != len(parts) or not all(isinstance(t, str) for t in texts):
+        msg = 'message content must be a string or a list of {"type": "text", "text": …} parts'
+        raise _Refusal(400, msg)
+    return "\n".join(texts)
+
+
+def _completion(reply: str, model: str) -> dict:
+    """An OpenAI chat.completion object carrying `reply` (token usage is not tracked: zeros)."""
+    message = {"role": "assistant", "content": reply}
+    return {
+        "id": "chatcmpl-" + secrets.token_hex(12),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
