@@ -12,10 +12,13 @@ import functools
 import json
 import os
 import pwd
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,3 +177,50 @@ class NanobotHome:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class GatewayProcess:
+    """A running `nanobot gateway`; output goes to a file so pipes never block it."""
+
+    def __init__(
+        self, home: NanobotHome, env: dict | None = None, args: tuple[str, ...] = ()
+    ) -> None:
+        self.home = home
+        self.out_path = home.base / f"gateway-{time.monotonic_ns()}.out"
+        self._out = open(self.out_path, "wb")  # noqa: SIM115 — closed in stop()
+        self.proc = home.popen(
+            "gateway", *args, env=env, stdout=self._out, stderr=subprocess.STDOUT
+        )
+        self.port: int | None = None
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 20) -> GatewayProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.output()
+            m = re.search(r"local API listening on http://[^:]+:(\d+)", text)
+            if m:
+                self.port = int(m.group(1))
+            if "gateway ready" in text:
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{text}")
+            time.sleep(0.05)
+        raise AssertionError(f"gateway not ready after {timeout} s:\n{self.output()}")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._out.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self._out.close()
