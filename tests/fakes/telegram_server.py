@@ -328,7 +328,9 @@ class FakeTelegram:
             "text": visible,
         }
         with self._cond:
-            self.sent.append({**params, "chat_id": str(chat_id), "visible": visible})
+            self.sent.append(
+                {**params, "chat_id": str(chat_id), "visible": visible, "at": time.monotonic()}
+            )
             self._cond.notify_all()
         return message
 

@@ -1,0 +1,71 @@
+"""Benchmark: wall time of `exec echo hi` through ExecTool, unsandboxed vs bubblewrap."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nanobot.schema import ExecConfig  # noqa: E402
+from nanobot.security.sandbox import BwrapSandbox, NoSandbox, bwrap_status  # noqa: E402
+from nanobot.tools.base import ToolContext  # noqa: E402
+from nanobot.tools.shell import ExecTool  # noqa: E402
+
+RUNS = 50
+WARMUP = 3
+BUDGET_MS = 15.0
+
+
+def p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1]
+
+
+async def measure(tools: dict[str, ExecTool]) -> dict[str, list[float]]:
+    """Run `echo hi` RUNS times per tool, interleaved so drift hits every tool alike."""
+    ctx = ToolContext()
+    times: dict[str, list[float]] = {name: [] for name in tools}
+    for i in range(WARMUP + RUNS):
+        for name, tool in tools.items():
+            start = time.perf_counter()
+            result = await tool.execute(ctx, command="echo hi")
+            elapsed = (time.perf_counter() - start) * 1000
+            if "hi" not in result.text:
+                raise SystemExit(f"{name}: unexpected result {result.text!r}")
+            if i >= WARMUP:
+                times[name].append(elapsed)
+    return times
+
+
+def main() -> int:
+    ok, reason = bwrap_status()
+    if not ok:
+        print(f"bubblewrap cannot run here: {reason}")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="nanobot-bench-") as tmp:
+        home = Path(tmp) / "home"
+        workspace = home / "workspace"
+        workspace.mkdir(parents=True)
+        cfg = ExecConfig()
+        tools = {
+            "none": ExecTool(workspace, cfg, True, home, sandbox=NoSandbox()),
+            "bwrap": ExecTool(workspace, cfg, True, home, sandbox=BwrapSandbox(workspace, home)),
+        }
+        times = asyncio.run(measure(tools))
+    print(f"exec `echo hi` through ExecTool, {RUNS} runs each ({WARMUP} warm-up runs dropped)")
+    for name, values in times.items():
+        print(f"  {name:6} median {statistics.median(values):6.2f} ms   p90 {p90(values):6.2f} ms")
+    added = statistics.median(times["bwrap"]) - statistics.median(times["none"])
+    added_p90 = p90(times["bwrap"]) - p90(times["none"])
+    verdict = "within" if added <= BUDGET_MS else "OVER"
+    print(f"  added by bwrap: median {added:+.2f} ms, p90 {added_p90:+.2f} ms")
+    print(f"  budget {BUDGET_MS:.0f} ms added: {verdict} budget")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
