@@ -1,0 +1,328 @@
+"""The exec sandbox: the one bubblewrap command-line builder, and the choice between bwrap and none."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from nanobot.errors import ConfigError, SandboxUnavailable
+
+if TYPE_CHECKING:
+    from nanobot.schema import ExecConfig
+
+log = logging.getLogger("nanobot.security")
+
+INSTALL_HINT = "apt-get install bubblewrap"
+MODES = ("auto", "bwrap", "none")
+# Host folders shown read-only; usrmerge symlinks (/bin -> usr/bin) are recreated as symlinks.
+SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/opt")
+# The only variables copied from the caller's environment; everything else (API keys) is dropped.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PROBE_TIMEOUT = 10
+
+_PATH_RE = re.compile(r"/[^\s:'\"`,;()]*")
+_NET_ERRORS = (
+    "Network is unreachable",
+    "Temporary failure in name resolution",
+    "Could not resolve host",
+    "Name or service not known",
+    "No address associated with hostname",
+    "Connection refused",
+)
+
+
+class Sandbox(Protocol):
+    """What ExecTool needs: wrap a command before running it, explain a refusal afterwards."""
+
+    name: str
+
+    def wrap(
+        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Return the argv and the environment to run instead of (argv, env) in cwd."""
+        ...
+
+    def _writable(self, path: Path) -> bool:
+        """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
+        in_home = _inside(path, self.home) and not _inside(self.workspace, self.home)
+        return _inside(path, self.workspace) and not in_home
+
+    def explain(self, returncode: int | None, output: str) -> str | None:
+        """A short note for the model when the output shows the sandbox refused something."""
+        ...
+
+
+class NoSandbox:
+    """Runs commands as given: the guard alone protects exec."""
+
+    name = "none"
+
+    def wrap(
+        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        return list(argv), dict(env)
+
+    def _writable(self, path: Path) -> bool:
+        """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
+        in_home = _inside(path, self.home) and not _inside(self.workspace, self.home)
+        return _inside(path, self.workspace) and not in_home
+
+    def explain(self, returncode: int | None, output: str) -> str | None:
+        return None
+
+
+class RequiredSandboxMissing:
+    """tools.exec.sandbox is "bwrap" but bubblewrap cannot run: every wrap() fails closed."""
+
+    name = "bwrap (unavailable)"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def wrap(
+        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        raise SandboxUnavailable(
+            f'tools.exec.sandbox is "bwrap" but bubblewrap cannot run here ({self.reason}). '
+            f"Install it ({INSTALL_HINT}) and allow user namespaces, or set tools.exec.sandbox "
+            'to "auto" or "none" to run commands without the sandbox.'
+        )
+
+    def _writable(self, path: Path) -> bool:
+        """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
+        in_home = _inside(path, self.home) and not _inside(self.workspace, self.home)
+        return _inside(path, self.workspace) and not in_home
+
+    def explain(self, returncode: int | None, output: str) -> str | None:
+        return None
+
+
+def find_bwrap(search_path: str | None = None) -> str | None:
+    """The bwrap executable on search_path (default: $PATH), or None."""
+    return shutil.which("bwrap", path=search_path)
+
+
+def bwrap_status(search_path: str | None = None) -> tuple[bool, str]:
+    """Whether bwrap exists and can create its namespaces here, with a reason for people."""
+    exe = find_bwrap(search_path)
+    if exe is None:
+        return False, f"bwrap not installed: {INSTALL_HINT}"
+    ok, reason, _ = _probe(exe)
+    return ok, reason
+
+
+@functools.cache
+def _probe(exe: str) -> tuple[bool, str, bool]:
+    """Run bwrap once (cached per executable): (works, reason, supports --disable-userns)."""
+    base = [exe, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    env = {"PATH": DEFAULT_PATH}
+    try:
+        run = subprocess.run(
+            [*base, "true"], capture_output=True, text=True, timeout=PROBE_TIMEOUT, env=env
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"{exe} cannot run: {e}", False
+    if run.returncode != 0:
+        lines = run.stderr.strip().splitlines()
+        said = lines[-1] if lines else f"exit status {run.returncode}"
+        return False, f"{exe} cannot create namespaces here: {said}", False
+    try:
+        harden = subprocess.run(
+            [*base, "--unshare-user", "--disable-userns", "true"],
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+            env=env,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return True, f"{exe} works", False
+    return True, f"{exe} works", harden.returncode == 0
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """path is root or lies below it (both already resolved; no string prefixes)."""
+    return path == root or root in path.parents
+
+
+class BwrapSandbox:
+    """bubblewrap: read-only system, the workspace the only writable folder, NANOBOT_HOME hidden."""
+
+    name = "bwrap"
+
+    def __init__(
+        self,
+        workspace: Path,
+        home: Path,
+        network: bool = True,
+        extra_ro_binds: Iterable[str | Path] = (),
+        extra_rw_binds: Iterable[str | Path] = (),
+        *,
+        bwrap: str | None = None,
+    ) -> None:
+        """Raises ConfigError when the workspace is NANOBOT_HOME or an extra bind would show it."""
+        self.workspace = Path(workspace).expanduser().resolve()
+        self.home = Path(home).expanduser().resolve()
+        self.network = network
+        if self.workspace == self.home:
+            raise ConfigError(
+                f"The workspace {self.workspace} is NANOBOT_HOME itself, so exec would see the "
+                "config and credentials. Set agents.defaults.workspace to another folder "
+                "(default ~/.nanobot/workspace)."
+            )
+        self.ro_binds = [self._check_bind(p, "extraRoBinds") for p in extra_ro_binds]
+        self.rw_binds = [self._check_bind(p, "extraRwBinds") for p in extra_rw_binds]
+        self.bwrap = bwrap or find_bwrap() or "bwrap"
+        self._harden = _probe(self.bwrap)[2] if os.path.isabs(self.bwrap) else False
+
+    def _check_bind(self, raw: str | Path, key: str) -> Path:
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(f"tools.exec.{key}: {str(raw)!r} must be an absolute path.")
+        if not path.exists():
+            raise ConfigError(
+                f"tools.exec.{key}: {str(raw)!r} does not exist; create it or remove it."
+            )
+        real = path.resolve()
+        if _inside(real, self.home) or _inside(self.home, real):
+            raise ConfigError(
+                f"tools.exec.{key}: {str(raw)!r} (real path {real}) equals, contains or lies inside "
+                f"NANOBOT_HOME ({self.home}), which holds the config and credentials; "
+                f"remove it from tools.exec.{key}."
+            )
+        return real
+
+    def wrap(
+        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """bwrap argv around argv, and an allowlisted environment for bwrap itself.
+
+        bwrap gets the reduced environment too: the sandbox's PID 1 is bwrap, and its
+        /proc/1/environ would otherwise show the caller's variables (API keys included).
+        """
+        where = Path(cwd).resolve()
+        box_env = self._env(where, env)
+        return [*self._argv(where, box_env), "--", *argv], box_env
+
+    def _env(self, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
+        out = {k: env[k] for k in PASSED_ENV if env.get(k)}
+        out.setdefault("PATH", DEFAULT_PATH)
+        out.update(HOME=str(self.workspace), SHELL="/bin/sh", TMPDIR="/tmp", PWD=str(cwd))
+        return out
+
+    def _argv(self, cwd: Path, env: Mapping[str, str]) -> list[str]:
+        """The whole bwrap command line. Mount order matters: later mounts cover earlier ones."""
+        argv = [self.bwrap]
+        shown: list[Path] = []  # host folders whose contents the sandbox can see
+        for name in SYSTEM_DIRS:
+            path = Path(name)
+            if path.is_symlink():
+                argv += ["--symlink", os.readlink(path), name]
+            elif path.is_dir():
+                argv += ["--ro-bind", name, name]
+                shown.append(path.resolve())
+        resolv = Path("/etc/resolv.conf").resolve()
+        if self.network and resolv.is_file() and not any(_inside(resolv, d) for d in shown):
+            argv += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's stub in /run
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+
+        mask_home = any(_inside(self.home, d) for d in shown + [self.workspace])
+        workspace_late = mask_home and _inside(self.workspace, self.home)
+        binds = [(p, "--ro-bind") for p in self.ro_binds] + [(p, "--bind") for p in self.rw_binds]
+        if not workspace_late:
+            binds.append((self.workspace, "--bind"))
+        for path, flag in sorted(binds, key=lambda b: len(b[0].parts)):  # parents first
+            argv += [flag, str(path), str(path)]
+        if mask_home:
+            # NANOBOT_HOME is inside a shown folder: cover it, then put the workspace back.
+            argv += ["--perms", "0700", "--tmpfs", str(self.home)]
+        if workspace_late:
+            argv += ["--bind", str(self.workspace), str(self.workspace)]
+        if mask_home:
+            argv += ["--remount-ro", str(self.home)]
+        argv += ["--remount-ro", "/"]
+
+        argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        if not self.network:
+            argv.append("--unshare-net")
+        if self._harden:
+            argv += ["--unshare-user", "--disable-userns"]
+        # bwrap started by root keeps root's capabilities unless told otherwise.
+        argv += ["--cap-drop", "ALL", "--new-session", "--die-with-parent"]
+        argv += ["--chdir", str(cwd), "--clearenv"]
+        for key, value in env.items():
+            argv += ["--setenv", key, value]
+        return argv
+
+    def _writable(self, path: Path) -> bool:
+        """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
+        in_home = _inside(path, self.home) and not _inside(self.workspace, self.home)
+        return _inside(path, self.workspace) and not in_home
+
+    def explain(self, returncode: int | None, output: str) -> str | None:
+        """Name what the sandbox refused, judged from error lines in the output; else None."""
+        notes: list[str] = []
+        for line in output.splitlines():
+            note = self._explain_line(line)
+            if note and note not in notes:
+                notes.append(note)
+        return f"Note: the sandbox refused this: {'; '.join(notes)}." if notes else None
+
+    def _explain_line(self, line: str) -> str | None:
+        if line.startswith("bwrap: "):
+            return f"it could not start the command ({line[7:].strip()})"
+        if not self.network and any(e in line for e in _NET_ERRORS):
+            return "the network is off (tools.exec.network is false)"
+        paths = [Path(os.path.normpath(p)) for p in _PATH_RE.findall(line)]
+        outside = [p for p in paths if not self._writable(p)]
+        if "No such file or directory" in line and any(_inside(p, self.home) for p in outside):
+            return "nanobot's own folder is hidden from commands"
+        if "Read-only file system" in line or ("Permission denied" in line and outside):
+            return f"only the workspace ({self.workspace}) is writable"
+        return None
+
+
+def make_sandbox(
+    exec_cfg: ExecConfig, workspace: Path, home: Path, search_path: str | None = None
+) -> Sandbox:
+    """The sandbox tools.exec.sandbox asks for; call once at start-up and share it.
+
+    "none" → NoSandbox; "bwrap" → BwrapSandbox, or one that refuses every command when bwrap
+    cannot run; "auto" → BwrapSandbox when bwrap works, else NoSandbox and one WARNING.
+    search_path replaces $PATH when looking for bwrap.
+    """
+    mode = exec_cfg.sandbox
+    if mode not in MODES:
+        raise ConfigError(f"tools.exec.sandbox is {mode!r}; use one of {', '.join(MODES)}.")
+    if mode != "none":
+        ok, reason = bwrap_status(search_path)
+        if ok:
+            return BwrapSandbox(
+                workspace,
+                home,
+                network=exec_cfg.network,
+                extra_ro_binds=exec_cfg.extra_ro_binds,
+                extra_rw_binds=exec_cfg.extra_rw_binds,
+                bwrap=find_bwrap(search_path),
+            )
+        if mode == "bwrap":
+            return RequiredSandboxMissing(reason)
+        log.warning(
+            "exec sandbox unavailable (%s): the safety guard alone protects exec. Install "
+            'bubblewrap (%s) or set tools.exec.sandbox to "none" to accept this.',
+            reason,
+            INSTALL_HINT,
+        )
+    if not exec_cfg.network:
+        log.warning(
+            "tools.exec.network is false but exec runs without a sandbox, so the network "
+            "cannot be cut; install bubblewrap (%s).",
+            INSTALL_HINT,
+        )
+    return NoSandbox()
