@@ -55,6 +55,15 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "this user"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
@@ -67,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     except NanobotError as e:
         print(f"nanobot: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the filesystem said no: one line with the path, never a traceback
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"nanobot: {e.strerror or e}:{where} — fix: make sure this user ({_user()}) can "
+            "write there, or point NANOBOT_HOME at a folder it owns",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

@@ -88,6 +88,12 @@ class NanobotHome:
         self.userhome = self.base / "user"
         self.userhome.mkdir(mode=0o700)
         self.chown(self.path, self.userhome)
+        self.chown_one(self.base)
+
+    def chown_one(self, target: Path) -> None:
+        ident = identity()
+        if ident.uid is not None:
+            os.lchown(target, ident.uid, ident.gid)
 
     def chown(self, *targets: Path) -> None:
         ident = identity()
@@ -171,7 +177,7 @@ class NanobotHome:
         """Everything the program wrote under NANOBOT_HOME (for secret-leak checks)."""
         out = []
         for p in self.path.rglob("*"):
-            if p.is_file() and "credentials" not in p.parts:
+            if p.is_file() and "credentials" not in p.parts and p.name != "config.json":
                 out.append(p.read_bytes().decode("utf-8", "replace"))
         return "\n".join(out)
 

@@ -235,7 +235,7 @@ def test_secrets_never_reach_output_logs_or_sessions(nb):
                 reply(f"the key is {KEY}"),
             ]
         )
-        nb.write_config({"channels": {"telegram": {"token": tg_token}}})
+        nb.write_config({"channels": {"telegram": {"token": "${NB_TG}"}}})
         r = nb.run("agent", "-m", "print your secrets", env={**openai_env(llm), "NB_TG": tg_token})
         tool_result = llm.requests[1].json["messages"][-1]["content"]
     assert KEY not in tool_result and tg_token not in tool_result
