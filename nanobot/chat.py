@@ -96,6 +96,9 @@ async def _interactive(agent, ctx: ToolContext) -> int:
 
 def run(args: argparse.Namespace) -> int:
     refuse_root(args.allow_root)
+    from nanobot.security.sandbox import start_probe
+
+    start_probe()  # a subprocess: runs while the config loads and the agent is assembled
     setup_logging(verbose=args.verbose, stderr=args.logs)
     cfg, info = load_config(args.config)
     from nanobot.runtime import build_agent

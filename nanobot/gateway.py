@@ -136,6 +136,9 @@ class Gateway:
 
 def run(args: argparse.Namespace) -> int:
     refuse_root(args.allow_root)
+    from nanobot.security.sandbox import start_probe
+
+    start_probe()
     setup_logging(verbose=args.verbose, stderr=True)
     cfg, info = load_config(args.config)
     if args.port is not None:

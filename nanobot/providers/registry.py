@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 
 from nanobot.config import ENV_KEYS
 from nanobot.errors import ConfigError
-from nanobot.providers.anthropic import AnthropicProvider
 from nanobot.providers.base import Provider, api_model
-from nanobot.providers.openai import OpenAIProvider
 from nanobot.schema import Config, ProviderConfig
 
 
@@ -61,7 +60,11 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
 )
 # fmt: on
 SPECS = {spec.name: spec for spec in PROVIDERS}
-_KINDS = {"openai": OpenAIProvider, "anthropic": AnthropicProvider}
+# API kind → "module:Class", imported only for the provider actually used (start-up time).
+_KINDS = {
+    "openai": "nanobot.providers.openai:OpenAIProvider",
+    "anthropic": "nanobot.providers.anthropic:AnthropicProvider",
+}
 
 
 @dataclass
@@ -161,7 +164,8 @@ def select(cfg: Config) -> Selection:
 def make_provider(sel: Selection, **post_options) -> Provider:
     """Build the provider for a Selection; post_options go to http.post_json (timeouts, retries)."""
     spec, pc = sel.spec, sel.provider_cfg
-    cls = _KINDS[spec.kind]
+    module, name = _KINDS[spec.kind].split(":")
+    cls = getattr(importlib.import_module(module), name)
     return cls(
         spec.name,
         pc.api_base or spec.default_api_base,

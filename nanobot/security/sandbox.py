@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -119,9 +120,25 @@ def bwrap_status(search_path: str | None = None) -> tuple[bool, str]:
     return ok, reason
 
 
-@functools.cache
+_probe_lock = threading.Lock()
+
+
+def start_probe(search_path: str | None = None) -> None:
+    """Run the bwrap check in a background thread now, so start-up need not wait for it later."""
+    exe = find_bwrap(search_path)
+    if exe is not None:
+        threading.Thread(target=_probe, args=(exe,), name="bwrap-probe", daemon=True).start()
+
+
 def _probe(exe: str) -> tuple[bool, str, bool]:
-    """Run bwrap once (cached per executable): (works, reason, supports --disable-userns)."""
+    """Run bwrap once per executable (callers wait for a check already running)."""
+    with _probe_lock:
+        return _probe_once(exe)
+
+
+@functools.cache
+def _probe_once(exe: str) -> tuple[bool, str, bool]:
+    """(works, reason, supports --disable-userns)."""
     base = [exe, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     env = {"PATH": DEFAULT_PATH}
     try:

@@ -13,7 +13,6 @@ from typing import Any
 
 from nanobot.errors import SandboxUnavailable
 from nanobot.schema import ExecConfig
-from nanobot.security.guard import check_command
 from nanobot.security.pathpolicy import PathPolicy, PathRefused
 from nanobot.security.redact import REDACTOR, redact
 from nanobot.tools.base import (
@@ -107,6 +106,8 @@ class ExecTool:
         if not isinstance(command, str) or not command.strip():
             return ToolResult.error("command must be a non-empty string")
         log.info("ExecTool: %s", command)
+        from nanobot.security.guard import check_command  # its parser loads on first use
+
         reason = check_command(command)
         if reason:
             log.warning("ExecTool: blocked by safety guard: %s: %s", reason, command)
