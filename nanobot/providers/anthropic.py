@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from nanobot.errors import ProviderError
-from nanobot.providers.base import LLMResponse, ToolCall, api_model, parse_arguments, usage_dict
-from nanobot.providers.http import post_json
+from nanobot.providers.base import HTTPProvider, LLMResponse, ToolCall, parse_arguments, usage_dict
 from nanobot.security.redact import redact
 
 API_VERSION = "2023-06-01"
@@ -160,7 +159,7 @@ def parse_response(data: dict) -> LLMResponse:
     )
 
 
-class AnthropicProvider:
+class AnthropicProvider(HTTPProvider):
     """POST {api_base or https://api.anthropic.com}/v1/messages with x-api-key."""
 
     def __init__(
@@ -175,13 +174,10 @@ class AnthropicProvider:
         **post_options,
     ) -> None:
         base = (api_base or DEFAULT_BASE).rstrip("/")
-        self.name = name
-        self.url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
-        self._api_key = api_key
-        self._extra_headers = dict(extra_headers or {})
-        self._strip_prefix = strip_prefix
-        self._keeps_vendor = keeps_vendor
-        self._post_options = post_options
+        url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        super().__init__(
+            name, url, api_key, extra_headers, strip_prefix, keeps_vendor, post_options
+        )
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION}
@@ -201,7 +197,7 @@ class AnthropicProvider:
         """The JSON body for one call, in Anthropic's shape."""
         system, converted = convert_messages(messages)
         body: dict = {
-            "model": api_model(model, self.name, self._strip_prefix, self._keeps_vendor),
+            "model": self.model_name(model),
             "max_tokens": max_tokens,
             "temperature": min(temperature, 1.0),  # Anthropic's range is 0..1, config allows 2
             "messages": converted,
@@ -212,15 +208,5 @@ class AnthropicProvider:
             body["tools"] = convert_tools(tools)
         return body
 
-    def chat(
-        self,
-        messages: list[dict],
-        tools: list[dict] | None,
-        model: str,
-        max_tokens: int,
-        temperature: float,
-    ) -> LLMResponse:
-        """One message; raises ProviderError after retries or on a malformed answer."""
-        body = self.request_body(messages, tools, model, max_tokens, temperature)
-        data = post_json(self.url, self.headers(), body, label=self.name, **self._post_options)
+    def parse(self, data: dict) -> LLMResponse:
         return parse_response(data)

@@ -95,3 +95,60 @@ def usage_dict(prompt: object, completion: object) -> dict:
     if len(out) == 2:
         out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
     return out
+
+
+class HTTPProvider:
+    """What the API kinds share: their settings, and `chat` = request_body → POST → parse."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        api_key: str,
+        extra_headers: dict[str, str] | None,
+        strip_prefix: bool,
+        keeps_vendor: bool,
+        post_options: dict,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self._api_key = api_key
+        self._extra_headers = dict(extra_headers or {})
+        self._strip_prefix = strip_prefix
+        self._keeps_vendor = keeps_vendor
+        self._post_options = post_options
+
+    def model_name(self, model: str) -> str:
+        """The model id this endpoint expects (routing prefix stripped as configured)."""
+        return api_model(model, self.name, self._strip_prefix, self._keeps_vendor)
+
+    def headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def request_body(
+        self,
+        messages: list[dict],
+        tools: list[dict] | None,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+    ) -> dict:
+        raise NotImplementedError
+
+    def parse(self, data: dict) -> LLMResponse:
+        raise NotImplementedError
+
+    def chat(
+        self,
+        messages: list[dict],
+        tools: list[dict] | None,
+        model: str,
+        max_tokens: int,
+        temperature: float,
+    ) -> LLMResponse:
+        """One call; raises ProviderError after retries or on a malformed answer."""
+        from nanobot.providers.http import post_json
+
+        body = self.request_body(messages, tools, model, max_tokens, temperature)
+        data = post_json(self.url, self.headers(), body, label=self.name, **self._post_options)
+        return self.parse(data)

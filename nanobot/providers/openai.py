@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 from nanobot.errors import ProviderError
-from nanobot.providers.base import LLMResponse, ToolCall, api_model, parse_arguments, usage_dict
-from nanobot.providers.http import post_json
+from nanobot.providers.base import HTTPProvider, LLMResponse, ToolCall, parse_arguments, usage_dict
 from nanobot.security.redact import redact
 
 # OpenAI's reasoning models refuse max_tokens and a non-default temperature.
@@ -15,7 +14,7 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 
-class OpenAIProvider:
+class OpenAIProvider(HTTPProvider):
     """POST {api_base}/chat/completions; messages and tools are sent in their OpenAI shape.
 
     The Authorization header is sent only when there is a key (local vLLM/Ollama need none);
@@ -35,13 +34,10 @@ class OpenAIProvider:
     ) -> None:
         if not api_base:
             raise ValueError(f"provider {name!r} needs an api_base")
-        self.name = name
-        self.url = api_base.rstrip("/") + "/chat/completions"
-        self._api_key = api_key
-        self._extra_headers = dict(extra_headers or {})
-        self._strip_prefix = strip_prefix
-        self._keeps_vendor = keeps_vendor
-        self._post_options = post_options
+        url = api_base.rstrip("/") + "/chat/completions"
+        super().__init__(
+            name, url, api_key, extra_headers, strip_prefix, keeps_vendor, post_options
+        )
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -59,7 +55,7 @@ class OpenAIProvider:
         temperature: float,
     ) -> dict:
         """The JSON body for one call (model prefix stripped as this endpoint needs)."""
-        name = api_model(model, self.name, self._strip_prefix, self._keeps_vendor)
+        name = self.model_name(model)
         sent = [{k: m[k] for k in _MESSAGE_KEYS if k in m} for m in messages]
         body: dict = {"model": name, "messages": sent}
         if self.name == "openai" and name.startswith(_REASONING_PREFIXES):
@@ -71,17 +67,7 @@ class OpenAIProvider:
             body["tools"] = tools
         return body
 
-    def chat(
-        self,
-        messages: list[dict],
-        tools: list[dict] | None,
-        model: str,
-        max_tokens: int,
-        temperature: float,
-    ) -> LLMResponse:
-        """One completion; raises ProviderError after retries or on a malformed answer."""
-        body = self.request_body(messages, tools, model, max_tokens, temperature)
-        data = post_json(self.url, self.headers(), body, label=self.name, **self._post_options)
+    def parse(self, data: dict) -> LLMResponse:
         return parse_response(data, self.name)
 
 
