@@ -44,7 +44,10 @@ class SessionStore:
             redact(json.dumps({**m, "ts": m.get("ts", now)}, ensure_ascii=False)) + "\n"
             for m in messages
         )
-        with paths.open_private_append(self.path(key)) as f:
+        path = self.path(key)
+        if _ends_torn(path):  # a crash cut the last line: start ours on a fresh one
+            lines = "\n" + lines
+        with paths.open_private_append(path) as f:
             f.write(lines)
 
     def tail(self, key: str, max_messages: int, max_chars: int) -> list[dict[str, Any]]:
@@ -65,7 +68,8 @@ class SessionStore:
         out: list[dict[str, Any]] = []
         used = 0
         for m in reversed(msgs):
-            size = len(str(m.get("content") or "")) + len(json.dumps(m.get("tool_calls") or ""))
+            calls = m.get("tool_calls")
+            size = len(str(m.get("content") or "")) + (len(json.dumps(calls)) if calls else 0)
             if len(out) >= max_messages or used + size > max_chars:
                 break
             out.append(m)
@@ -90,6 +94,16 @@ class SessionStore:
         aside = p.with_name(f"{p.stem}.{reason}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl.old")
         os.replace(p, aside)
         return aside
+
+
+def _ends_torn(path: Path) -> bool:
+    """The file exists and its last byte is not a newline."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:  # missing or empty
+        return False
 
 
 def _read_tail_lines(path: Path, want_lines: int, max_bytes: int) -> list[str]:

@@ -244,3 +244,87 @@ def test_secrets_never_reach_output_logs_or_sessions(nb):
         assert secret not in written
         assert secret not in r.stderr
     assert "ExecTool:" in nb.log_text()
+
+
+def test_interactive_mode_reads_until_exit(nb):
+    with ScriptedLLMServer("openai") as llm:
+        llm.script([reply("first reply"), reply("second reply")])
+        r = nb.run(
+            "agent",
+            "-s",
+            "chat",
+            env=openai_env(llm),
+            input="hello\n\nhow are you?\nexit\nnever sent\n",
+        )
+        assert r.returncode == 0, r.stderr
+        assert "first reply" in r.stdout and "second reply" in r.stdout
+        assert [last["content"] for last in (q.json["messages"][-1] for q in llm.requests)] == [
+            "hello",
+            "how are you?",
+        ]
+    r = nb.run("agent", env={"OPENAI_API_KEY": KEY}, input="")  # Ctrl-D at the first prompt
+    assert r.returncode == 0
+
+
+def test_config_values_reach_the_model_request(nb):
+    with ScriptedLLMServer("openai") as llm:
+        llm.script([tool_call("list_dir", {}), tool_call("list_dir", {}), reply("never reached")])
+        nb.write_config(
+            {
+                "providers": {
+                    "openai": {
+                        "apiKey": "${NB_KEY}",
+                        "apiBase": llm.url,
+                        "extraHeaders": {"X-Team_Id": "t1"},
+                    }
+                },
+                "agents": {
+                    "defaults": {
+                        "model": "gpt-4o-mini",
+                        "maxTokens": 321,
+                        "temperature": 0.25,
+                        "maxToolIterations": 2,
+                    }
+                },
+            }
+        )
+        r = nb.run("agent", "-m", "hi", env={"NB_KEY": KEY})
+        assert r.returncode == 0, r.stderr
+        assert "maxToolIterations" in r.stdout  # stopped after two tool steps and said why
+        body = llm.requests[0].json
+        assert (body["model"], body["max_tokens"], body["temperature"]) == (
+            "gpt-4o-mini",
+            321,
+            0.25,
+        )
+        assert llm.requests[0].header("X-Team_Id") == "t1"
+        assert len(llm.requests) == 2
+
+
+def test_log_file_is_private_and_has_the_grep_phrases(nb):
+    with ScriptedLLMServer("openai") as llm:
+        llm.script(
+            [
+                tool_call("exec", {"command": "rm -rf /"}),
+                tool_call("exec", {"command": "echo hi"}),
+                reply("done"),
+            ]
+        )
+        r = nb.run("agent", "-m", "clean up", env=openai_env(llm))
+        assert r.returncode == 0, r.stderr
+        assert "blocked by safety guard" in llm.requests[1].json["messages"][-1]["content"]
+    log = nb.path / "logs" / "nanobot.log"
+    assert mode(log) == 0o600 and mode(log.parent) == 0o700
+    text = log.read_text()
+    assert "blocked by safety guard" in text and "ExecTool: echo hi" in text
+    audit = (nb.path / "logs" / "audit.jsonl").read_text()
+    assert '"blocked by guard"' in audit and mode(nb.path / "logs" / "audit.jsonl") == 0o600
+
+
+def test_cli_start_imports_nothing_heavy():
+    code = (
+        "import sys, nanobot.cli, nanobot.config, nanobot.providers.registry;"
+        "heavy = {'requests', 'urllib3', 'asyncio', 'ssl'} & set(sys.modules);"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
