@@ -1,1 +1,1 @@
-"""Chat channels: Telegram, e-mail, WhatsApp; access control lives in base.py."""
+"""Chat channels (Telegram today); access control for all of them lives in base.py."""

@@ -1,1 +1,1 @@
-"""Tools the model can call: files, exec, web, message."""
+"""Tools the model can call: files (read/write/edit/list) and exec."""

@@ -1,1 +1,0 @@
-"""Background services: cron and heartbeat."""
