@@ -57,27 +57,32 @@ class MessageBus:
         self.inbound: asyncio.Queue[InboundMessage] = asyncio.Queue()
         self.outbound: asyncio.Queue[OutboundMessage] = asyncio.Queue()
         self.inbox_dir = inbox_dir
+        self._pending: set[str] = set()  # dedupe keys of messages in the inbox
         if inbox_dir is not None:
             paths.ensure_dir(inbox_dir)
+            self._pending = {f.stem.split("-", 2)[-1] for f in inbox_dir.glob("*.json")}
 
     async def publish_inbound(self, msg: InboundMessage) -> None:
         """Persist msg (when the bus has an inbox) and queue it; returns once it is durable."""
         if self.inbox_dir is not None:
             key = _safe(str(msg.metadata.get("dedupe_key") or f"{msg.channel}-{time.time_ns()}"))
-            if any(self.inbox_dir.glob(f"*-{key}.json")):
+            if key in self._pending:
                 log.info("inbound %s is already pending; not queued twice", key)
                 return
+            self._pending.add(key)
             name = f"{time.time_ns():020d}-{next(_seq):06d}-{key}.json"
             msg.metadata["inbox_file"] = name
+            msg.metadata["inbox_key"] = key
             body = json.dumps(asdict(msg), ensure_ascii=False)
             await asyncio.to_thread(paths.atomic_write, self.inbox_dir / name, body)
         await self.inbound.put(msg)
 
-    def ack(self, msg: InboundMessage) -> None:
+    async def ack(self, msg: InboundMessage) -> None:
         """The message was answered: forget it."""
         name = msg.metadata.get("inbox_file")
         if self.inbox_dir is not None and name:
-            (self.inbox_dir / name).unlink(missing_ok=True)
+            await asyncio.to_thread((self.inbox_dir / name).unlink, missing_ok=True)
+            self._pending.discard(msg.metadata.get("inbox_key") or name.split("-", 2)[-1][:-5])
 
     def pending(self) -> list[InboundMessage]:
         """Messages left in the inbox by an earlier run, oldest first; unreadable files set aside."""
@@ -93,6 +98,7 @@ class MessageBus:
                 f.rename(f.with_suffix(".corrupt"))
                 continue
             msg.metadata["inbox_file"] = f.name
+            msg.metadata["inbox_key"] = f.stem.split("-", 2)[-1]
             out.append(msg)
         return out
 

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from nanobot import paths
 from nanobot.bus import InboundMessage, MessageBus, OutboundMessage
@@ -53,7 +54,7 @@ class Gateway:
                 stop_typing = getattr(channel, "stop_typing", None)
                 if stop_typing:
                     stop_typing(msg.chat_id)
-        self.bus.ack(msg)
+        await self.bus.ack(msg)
 
     async def _consume(self) -> None:
         while True:
@@ -80,7 +81,14 @@ class Gateway:
 
         cfg = self.cfg
         loop = asyncio.get_running_loop()
+        # Session and inbox file I/O runs in threads; size the pool to the turns that may run.
+        workers = cfg.agents.defaults.max_concurrent_turns + 8
+        loop.set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="io"))
         agent = build_agent(cfg, self.info)
+        from nanobot.providers.http import warm_up
+
+        # Not during the first burst of messages, where it would hold the GIL for ~70 ms.
+        await asyncio.to_thread(warm_up)
         for name in open_channels(cfg):
             log.warning(
                 "channel %s is enabled with an empty allowFrom: it is open to everyone — "

@@ -57,7 +57,7 @@ class Agent:
             self.sessions.tail, key, s.max_history_messages, s.max_history_chars
         )
         messages = self.context.build(history, text, ctx.channel, ctx.chat_id)
-        self.sessions.append(key, messages[-1])
+        await asyncio.to_thread(self.sessions.append, key, messages[-1])
         definitions = self.tools.definitions()
         for _ in range(s.max_tool_iterations):
             try:
@@ -67,14 +67,16 @@ class Agent:
                 return APOLOGY
             if not reply.tool_calls:
                 final = redact(reply.content or "")
-                self.sessions.append(key, {"role": "assistant", "content": final})
+                await asyncio.to_thread(
+                    self.sessions.append, key, {"role": "assistant", "content": final}
+                )
                 return final
             step = [_assistant_with_calls(reply)]
             for call in reply.tool_calls:
                 result = await self.tools.call(call.name, call.arguments, ctx)
                 step.append({"role": "tool", "tool_call_id": call.id, "content": result.text})
             messages.extend(step)
-            self.sessions.append(key, *step)
+            await asyncio.to_thread(self.sessions.append, key, *step)
         final = (
             f"I stopped after {s.max_tool_iterations} tool steps without finishing "
             "(agents.defaults.maxToolIterations). Tell me how to continue."

@@ -27,6 +27,8 @@ from nanobot.channels.tgapi import (
     is_int,
     parse_update,
     run_detached,
+    run_pooled,
+    warm_pool,
     with_retries,
 )
 from nanobot.channels.tgformat import TELEGRAM_LIMIT, markdown_to_html, split_message
@@ -85,6 +87,8 @@ class TelegramChannel(BaseChannel):
         self.typing_max = typing_max
         self.bot_username: str | None = None
         self._offset: int | None = None
+        self._saved_offset: int | None = None
+        self._saver: asyncio.Task | None = None
         self._stop_event = asyncio.Event()
         self._typing: dict[str, asyncio.Task] = {}
         self._typing_refs: dict[str, int] = {}
@@ -98,6 +102,7 @@ class TelegramChannel(BaseChannel):
             raise ConfigError("Telegram is enabled but channels.telegram.token is empty")
         self._set_status("starting")
         self._offset = await asyncio.to_thread(self._load_offset)
+        await asyncio.to_thread(warm_pool)
         try:
             await self._connect()
             while not self._stop_event.is_set():
@@ -111,6 +116,8 @@ class TelegramChannel(BaseChannel):
 
     async def stop(self) -> None:
         self._stop_event.set()
+        if self._saver is not None:
+            await asyncio.gather(self._saver, return_exceptions=True)
         for task in self._typing.values():
             task.cancel()
         self._typing.clear()
@@ -220,7 +227,6 @@ class TelegramChannel(BaseChannel):
         return offset
 
     def _save_offset(self, offset: int) -> None:
-        self._offset = offset
         data = json.dumps({"bot_id": self._bot_id(), "offset": offset})
         atomic_write(ensure_dir(state_dir()) / OFFSET_FILE, data)
 
@@ -250,7 +256,20 @@ class TelegramChannel(BaseChannel):
                 metadata=incoming.metadata,
                 prepare=self._preparer(incoming) if incoming.media else None,
             )
-        await asyncio.to_thread(self._save_offset, uid + 1)
+        self._offset = uid + 1
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save_offsets())
+
+    async def _save_offsets(self) -> None:
+        """Persist the newest offset in the background, coalescing a burst into few writes.
+
+        The update is already durable in the inbox (which also drops a re-delivered duplicate),
+        so the next update need not wait for this write.
+        """
+        while self._offset is not None and self._saved_offset != self._offset:
+            target = self._offset
+            await asyncio.to_thread(self._save_offset, target)
+            self._saved_offset = target
 
     def command_reply(self, content: str) -> str | None:
         words = content.split(maxsplit=1)
@@ -378,7 +397,7 @@ class TelegramChannel(BaseChannel):
         params = {"chat_id": chat_id, "action": "typing"}
         while time.monotonic() < deadline:
             try:
-                await run_detached(self.api.request, "sendChatAction", params, timeout=10)
+                await run_pooled(self.api.request, "sendChatAction", params, timeout=10)
             except (TelegramError, TransportError) as e:
                 log.debug("sendChatAction failed: %s", e)
             await asyncio.sleep(self.typing_interval)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -11,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +47,32 @@ class TransportError(Exception):
 
 class FileTooLarge(Exception):
     """The file is larger than channels.telegram.maxMediaBytes."""
+
+
+_POOL: ThreadPoolExecutor | None = None
+POOL_SIZE = 32
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="telegram")
+    return _POOL
+
+
+def warm_pool(threads: int = 16) -> None:
+    """Start worker threads now: starting one stalls the event loop for milliseconds under load."""
+    barrier = threading.Barrier(threads + 1)
+    for _ in range(threads):
+        _pool().submit(barrier.wait, 5)
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(5)
+
+
+async def run_pooled(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a short blocking call (send, chat action, download) on the shared worker threads."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), functools.partial(fn, *args, **kwargs))
 
 
 async def run_detached(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -190,7 +218,7 @@ async def with_retries(
     attempt = 0
     while True:
         try:
-            return await run_detached(fn, *args, **kwargs)
+            return await run_pooled(fn, *args, **kwargs)
         except TelegramError as e:
             if e.code == 429:
                 wait = e.retry_after if e.retry_after is not None else backoff.delay(attempt)

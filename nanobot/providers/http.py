@@ -41,6 +41,11 @@ def _session():
     return session
 
 
+def warm_up() -> None:
+    """Import requests now (it takes tens of ms of CPU), e.g. before a gateway takes traffic."""
+    import requests  # noqa: F401
+
+
 def env_base_delay() -> float:
     """NANOBOT_RETRY_BASE_DELAY as a float ≥ 0, or 1.0 when unset or not a number."""
     raw = os.environ.get(BASE_DELAY_ENV, "").strip()
