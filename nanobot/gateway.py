@@ -82,13 +82,18 @@ class Gateway:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         # Session and inbox file I/O runs in threads; size the pool to the turns that may run.
-        workers = cfg.agents.defaults.max_concurrent_turns + 8
-        loop.set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="io"))
+        turns = cfg.agents.defaults.max_concurrent_turns
+        io_pool = ThreadPoolExecutor(turns + 8, thread_name_prefix="io")
+        loop.set_default_executor(io_pool)
         agent = build_agent(cfg, self.info)
         from nanobot.providers.http import warm_up
+        from nanobot.threadpool import prestart
 
         # Not during the first burst of messages, where it would hold the GIL for ~70 ms.
         await asyncio.to_thread(warm_up)
+        # Threads for file I/O and model calls exist before the first burst of messages.
+        await asyncio.to_thread(prestart, io_pool, min(turns, 64))
+        await asyncio.to_thread(prestart, agent.executor, min(turns, 64))
         for name in open_channels(cfg):
             log.warning(
                 "channel %s is enabled with an empty allowFrom: it is open to everyone — "

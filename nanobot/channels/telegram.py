@@ -106,10 +106,7 @@ class TelegramChannel(BaseChannel):
         try:
             await self._connect()
             while not self._stop_event.is_set():
-                for update in await self._poll():
-                    if self._stop_event.is_set():
-                        break  # the rest stays unconfirmed and comes again next start
-                    await self._handle_update(update)
+                await self._handle_batch(await self._poll())
         except _Stopped:
             pass
         self._set_status("stopped")
@@ -234,6 +231,29 @@ class TelegramChannel(BaseChannel):
         # The part of the token before ":" is the bot's public user id, not the secret.
         return self.config.token.split(":", 1)[0]
 
+    async def _handle_batch(self, updates: list) -> None:
+        """Handle one getUpdates answer: chats concurrently, each chat's updates in order.
+
+        The offset moves past the batch only once every update in it was admitted (durably)
+        or refused; a crash before that gets the batch again and the inbox drops repeats.
+        """
+        by_chat: dict[object, list] = {}
+        for update in updates:
+            by_chat.setdefault(_chat_of(update), []).append(update)
+
+        async def one_chat(chat_updates: list) -> None:
+            for update in chat_updates:
+                await self._handle_update(update)
+
+        await asyncio.gather(*(one_chat(u) for u in by_chat.values()))
+        ids = [
+            u["update_id"] for u in updates if isinstance(u, dict) and is_int(u.get("update_id"))
+        ]
+        if ids and (self._offset is None or max(ids) + 1 > self._offset):
+            self._offset = max(ids) + 1
+            if self._saver is None or self._saver.done():
+                self._saver = asyncio.create_task(self._save_offsets())
+
     async def _handle_update(self, update: Any) -> None:
         uid = update.get("update_id") if isinstance(update, dict) else None
         if not is_int(uid):
@@ -256,9 +276,6 @@ class TelegramChannel(BaseChannel):
                 metadata=incoming.metadata,
                 prepare=self._preparer(incoming) if incoming.media else None,
             )
-        self._offset = uid + 1
-        if self._saver is None or self._saver.done():
-            self._saver = asyncio.create_task(self._save_offsets())
 
     async def _save_offsets(self) -> None:
         """Persist the newest offset in the background, coalescing a burst into few writes.
@@ -401,3 +418,14 @@ class TelegramChannel(BaseChannel):
             except (TelegramError, TransportError) as e:
                 log.debug("sendChatAction failed: %s", e)
             await asyncio.sleep(self.typing_interval)
+
+
+def _chat_of(update: Any) -> object:
+    """The chat an update belongs to (None when it has none), for per-chat ordering."""
+    if not isinstance(update, dict):
+        return None
+    for kind in ("message", "edited_message"):
+        message = update.get(kind)
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            return message["chat"].get("id")
+    return None

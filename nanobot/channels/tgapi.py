@@ -22,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from nanobot.security.redact import redact
+from nanobot.threadpool import prestart
 
 log = logging.getLogger("nanobot.channels.telegram")
 
@@ -61,12 +62,8 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def warm_pool(threads: int = 16) -> None:
-    """Start worker threads now: starting one stalls the event loop for milliseconds under load."""
-    barrier = threading.Barrier(threads + 1)
-    for _ in range(threads):
-        _pool().submit(barrier.wait, 5)
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait(5)
+    """Start the worker threads now rather than in the middle of a burst of replies."""
+    prestart(_pool(), threads)
 
 
 async def run_pooled(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
