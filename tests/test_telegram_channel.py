@@ -25,7 +25,13 @@ from nanobot.schema import Config, TelegramConfig
 from nanobot.security.audit import configure_audit
 from nanobot.security.ratelimit import RateLimiter
 
-FAST = {"backoff_base": 0.02, "backoff_max": 0.1, "send_budget": 5.0, "typing_interval": 0.05}
+FAST = {
+    "backoff_base": 0.02,
+    "backoff_max": 0.1,
+    "send_budget": 5.0,
+    "typing_interval": 0.05,
+    "typing_delay": 0,
+}
 WAIT = 5.0
 
 

@@ -12,6 +12,7 @@ from nanobot import __version__
 BOOTSTRAP_FILES = ("AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md")
 MEMORY_FILE = "memory/MEMORY.md"
 MAX_FILE_CHARS = 20_000
+RECHECK_SECONDS = 1.0  # how stale a workspace file may be before its mtime is looked at again
 
 
 class ContextBuilder:
@@ -21,22 +22,27 @@ class ContextBuilder:
         self.workspace = workspace
         self.restricted = restricted
         self.sandbox_name = sandbox_name
-        self._cache: dict[Path, tuple[float, str]] = {}
+        self._cache: dict[str, tuple[float, float, str]] = {}  # rel → (checked, mtime, text)
 
     def _read(self, rel: str) -> str:
+        now = time.monotonic()
+        hit = self._cache.get(rel)
+        if hit and now - hit[0] < RECHECK_SECONDS:
+            return hit[2]
         p = self.workspace / rel
         try:
             mtime = p.stat().st_mtime
         except OSError:
+            self._cache[rel] = (now, 0.0, "")
             return ""
-        hit = self._cache.get(p)
-        if hit and hit[0] == mtime:
-            return hit[1]
+        if hit and hit[1] == mtime:
+            self._cache[rel] = (now, mtime, hit[2])
+            return hit[2]
         try:
             text = p.read_text(encoding="utf-8", errors="replace")[:MAX_FILE_CHARS]
         except OSError:
             return ""
-        self._cache[p] = (mtime, text)
+        self._cache[rel] = (now, mtime, text)
         return text
 
     def system_prompt(self, channel: str, chat_id: str) -> str:

@@ -44,8 +44,8 @@ class Agent:
             log.info("session %s reset by %s", key, ctx.sender_id)
             return RESET_REPLY
         idle = self.settings.session_idle_minutes
-        last = self.sessions.last_activity(key)
-        if idle and last is not None and time.time() - last > idle * 60:
+        last = self.sessions.last_activity(key) if idle else None
+        if last is not None and time.time() - last > idle * 60:
             self.sessions.reset(key, reason="idle")
             log.info("session %s idle for over %d minutes: starting afresh", key, idle)
         return await self.run_turn(text, ctx)
@@ -53,11 +53,11 @@ class Agent:
     async def run_turn(self, text: str, ctx: ToolContext) -> str:
         key = ctx.session_key
         s = self.settings
+        user = {"role": "user", "content": text}
         history = await asyncio.to_thread(
-            self.sessions.tail, key, s.max_history_messages, s.max_history_chars
+            self.sessions.tail_then_append, key, s.max_history_messages, s.max_history_chars, user
         )
         messages = self.context.build(history, text, ctx.channel, ctx.chat_id)
-        await asyncio.to_thread(self.sessions.append, key, messages[-1])
         definitions = self.tools.definitions()
         for _ in range(s.max_tool_iterations):
             try:

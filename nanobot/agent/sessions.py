@@ -79,6 +79,14 @@ class SessionStore:
             out.pop(0)
         return [{k: v for k, v in m.items() if k != "ts"} for m in out]
 
+    def tail_then_append(
+        self, key: str, max_messages: int, max_chars: int, message: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The history before `message`, then `message` stored: one trip to the disk thread."""
+        history = self.tail(key, max_messages, max_chars)
+        self.append(key, message)
+        return history
+
     def last_activity(self, key: str) -> float | None:
         p = self.path(key)
         try:

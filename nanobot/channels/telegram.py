@@ -76,6 +76,7 @@ class TelegramChannel(BaseChannel):
         backoff_max: float = 30.0,
         send_budget: float = 60.0,
         typing_interval: float = 4.0,
+        typing_delay: float = 1.0,
         typing_max: float = 600.0,
     ) -> None:
         super().__init__(config, bus, limiter=limiter)
@@ -84,6 +85,8 @@ class TelegramChannel(BaseChannel):
         self.backoff = Backoff(backoff_base, backoff_max)
         self.send_budget = send_budget
         self.typing_interval = typing_interval
+        # A reply that comes within typing_delay needs no "typing…" (and skips an API call).
+        self.typing_delay = typing_delay
         self.typing_max = typing_max
         self.bot_username: str | None = None
         self._offset: int | None = None
@@ -411,6 +414,7 @@ class TelegramChannel(BaseChannel):
 
     async def _typing_loop(self, chat_id: str) -> None:
         deadline = time.monotonic() + self.typing_max
+        await asyncio.sleep(self.typing_delay)
         params = {"chat_id": chat_id, "action": "typing"}
         while time.monotonic() < deadline:
             try:

@@ -204,6 +204,7 @@ def test_sigterm_during_a_turn_still_sends_the_reply_and_exits_0(nb, servers, st
     gw.signal(signal.SIGTERM)
     assert gw.wait(30) == 0
     assert texts_for(tg, ALLOWED) == ["echo: finish me"]
+    assert {"chat_id": str(ALLOWED), "action": "typing"} in tg.actions  # a slow reply shows typing
     assert "gateway stopped" in gw.output()
 
 
