@@ -1,0 +1,119 @@
+"""testinfra wiring for the deployment test: every command runs inside the booted container.
+
+deploy/test/run.sh sets NANOBOT_DEPLOY_PID (the container's PID 1 seen from the host),
+NANOBOT_DEPLOY_ROOT (its root folder) and NANOBOT_DEPLOY_VARS (the test variables file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from testinfra.backend import base
+from testinfra.host import Host
+
+CLEAN_ENV = "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8"
+LLM_UNIT = "nanobot-test-llm"
+LLM_PORT = 18799
+HERE = Path(__file__).resolve().parent
+
+
+def _need(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.exit(f"{name} is not set: run these tests through deploy/test/run.sh", returncode=2)
+    return value
+
+
+class NsenterBackend(base.BaseBackend):
+    """Runs commands in all namespaces of the container, with a clean environment."""
+
+    NAME = "nsenter"
+
+    def __init__(self, pid: str, *args, **kwargs) -> None:
+        self.pid = pid
+        super().__init__(f"container-{pid}", *args, **kwargs)
+
+    def run(self, command: str, *args: str, **kwargs) -> base.CommandResult:
+        cmd = self.get_command(command, *args)
+        out = self.run_local(
+            f"nsenter -t %s -m -u -i -n -p -C -- {CLEAN_ENV} /bin/sh -c %s", self.pid, cmd
+        )
+        out.command = self.encode(cmd)
+        return out
+
+
+@pytest.fixture(scope="session")
+def host() -> Host:
+    return Host(NsenterBackend(_need("NANOBOT_DEPLOY_PID")))
+
+
+@pytest.fixture(scope="session")
+def test_vars() -> dict:
+    with open(_need("NANOBOT_DEPLOY_VARS"), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="session")
+def main_pid(host: Host) -> int:
+    pid = int(host.check_output("systemctl show -p MainPID --value nanobot.service"))
+    assert pid > 0, "nanobot.service has no main process"
+    return pid
+
+
+def _http_json(host: Host, method: str, url: str, body=None, token: str | None = None) -> tuple:
+    script = (
+        "import json, sys, urllib.request, urllib.error\n"
+        "req = urllib.request.Request(sys.argv[1], method=sys.argv[2], "
+        "data=sys.argv[3].encode() or None, headers={'Content-Type': 'application/json'})\n"
+        "tok = sys.argv[4]\n"
+        "if tok: req.add_header('Authorization', 'Bearer ' + tok)\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(req, timeout=60); s, b = r.status, r.read()\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    s, b = e.code, e.read()\n"
+        "print(json.dumps({'status': s, 'body': b.decode('utf-8', 'replace')}))\n"
+    )
+    data = json.dumps(body) if body is not None else ""
+    out = host.check_output("python3 -c %s %s %s %s %s", script, url, method, data, token or "")
+    result = json.loads(out)
+    try:
+        parsed = json.loads(result["body"])
+    except json.JSONDecodeError:
+        parsed = result["body"]
+    return result["status"], parsed
+
+
+@pytest.fixture(scope="session")
+def http(host: Host):
+    """http(method, url, body=None, token=None) -> (status, JSON body), sent inside the container."""
+    return lambda *args, **kwargs: _http_json(host, *args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def scripted_model(host: Host) -> str:
+    """Start deploy/test/fake_llm.py in the container as a transient unit; its base URL."""
+    root = Path(_need("NANOBOT_DEPLOY_ROOT"))
+    dest = root / "usr/local/lib/nanobot-test/fake_llm.py"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HERE.parent / "fake_llm.py", dest)
+    host.run(f"systemctl stop {LLM_UNIT}.service")
+    host.check_output(
+        f"systemd-run --unit={LLM_UNIT} --property=DynamicUser=yes --collect "
+        f"/usr/bin/python3 /usr/local/lib/nanobot-test/fake_llm.py --port {LLM_PORT}"
+    )
+    base_url = f"http://127.0.0.1:{LLM_PORT}/v1"
+    probe = f"import urllib.request as u; u.urlopen('{base_url}/models')"
+    for _ in range(50):
+        if host.run("python3 -c %s", probe).rc == 0:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"scripted model did not start: {host.run('journalctl -u ' + LLM_UNIT).stdout}")
+    yield base_url
+    host.run(f"systemctl stop {LLM_UNIT}.service")
