@@ -188,6 +188,10 @@ def test_loose_config_mode_is_a_warning_naming_chmod(nb):
         r = nb.run("agent", "-m", "hi", env=openai_env(llm))
         assert r.returncode == 0
         assert f"chmod 600 {nb.config}" in r.stderr
+    events = [
+        json.loads(line) for line in (nb.path / "logs" / "audit.jsonl").read_text().splitlines()
+    ]
+    assert any(e["event"] == "permission_warning" and "chmod 600" in e["message"] for e in events)
 
 
 def test_no_provider_key_names_the_fix(nb):

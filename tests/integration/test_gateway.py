@@ -319,3 +319,15 @@ def test_secrets_absent_from_everything_the_gateway_wrote(nb, servers, start):
     written = nb.all_written_text() + gw.output()
     for secret in (KEY, tg.token, GW_TOKEN):
         assert secret not in written
+
+
+def test_a_failing_channel_is_restarted_by_its_supervisor(nb, servers, start):
+    llm, tg = servers
+    tg.fail_next("getMe", 401, "Unauthorized", count=2)  # e.g. a token being rotated
+    tg.push_message(ALLOWED, "are you there?")
+    gw = start(gateway_config(llm, tg))
+    tg.wait_for_sent(1, timeout=20)
+    assert texts_for(tg, ALLOWED) == ["echo: are you there?"]
+    out = gw.output()
+    assert out.count("channel telegram failed") == 2 and "restarting in" in out
+    assert "channels.telegram.token" in out and tg.token not in out
