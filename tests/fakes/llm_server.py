@@ -143,7 +143,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
-    disable_nagle_algorithm = True  # headers and body are separate writes; real servers do not stall
+    disable_nagle_algorithm = True  # no delayed-ACK stall between headers and body
     server_version = "ScriptedLLM/1.0"
     timeout = 60  # an idle keep-alive connection frees its thread eventually
     server: _Server

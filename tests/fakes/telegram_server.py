@@ -371,7 +371,7 @@ class FakeTelegram:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeTelegram
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes; real servers do not stall
+    disable_nagle_algorithm = True  # no delayed-ACK stall between headers and body
 
     def log_message(self, format, *args):  # keep test output clean
         pass
