@@ -173,12 +173,20 @@ def test_home_secrets_refused_through_a_symlink_when_unrestricted(layout):
     refused(policy, "creds")
 
 
-def test_other_entries_of_a_home_are_not_secret(tmp_path):
+@pytest.mark.parametrize("restrict", [True, False])
+def test_media_is_readable_and_the_rest_of_home_is_not(tmp_path, restrict):
     home = tmp_path / "H"
     (home / "media").mkdir(parents=True)
-    policy = PathPolicy(tmp_path / "W", False, home)
-    assert policy.resolve(str(home / "media" / "a.jpg")) == home.resolve() / "media" / "a.jpg"
-    assert policy.resolve(str(home / "config.json.bak")).name == "config.json.bak"
+    (home / "workspace").mkdir()
+    policy = PathPolicy(home / "workspace", restrict, home)
+    photo = str(home / "media" / "a.jpg")
+    assert policy.resolve(photo) == home.resolve() / "media" / "a.jpg"  # what users sent
+    with pytest.raises(PathRefused):
+        policy.resolve(photo, write=True)  # but not for rewriting
+    for name in ("config.json.bak-20260101T000000", "history", "inbox-notes", "state/inbox/x.json"):
+        with pytest.raises(PathRefused, match="never available"):
+            policy.resolve(str(home / name))
+    assert policy.resolve("notes.md", write=True) == home.resolve() / "workspace" / "notes.md"
 
 
 def test_url_and_double_slash_forms_stay_confined(layout):

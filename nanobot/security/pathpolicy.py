@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nanobot.paths import SECRET_NAMES
 
+MEDIA_NAME = "media"  # NANOBOT_HOME/media: files users sent, readable by file tools
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255
 
@@ -31,8 +32,11 @@ class PathPolicy:
         last component, so a write through a link lands where the link points);
       - when `restrict` is on, the real path must be the workspace's real path or lie under it
         (compared by path components, never by string prefix);
-      - whatever `restrict` says, NANOBOT_HOME itself, its SECRET_NAMES entries (and anything under
-        them) and /proc/<pid>/environ|mem are refused;
+      - whatever `restrict` says, nothing under NANOBOT_HOME is available except the workspace and,
+        for reading, the media folder where channels save what users send (config.json, its
+        backups, credentials, sessions, logs, state, history …); /proc/<pid>/environ|mem are
+        refused too;
+      - with `restrict` on, reads may also reach the media folder; writes only the workspace;
       - NUL bytes, paths over 4096 characters and names over 255 bytes are refused.
     """
 
@@ -41,7 +45,7 @@ class PathPolicy:
         self.restrict = restrict
         self.home = Path(home)
 
-    def resolve(self, raw: str) -> Path:
+    def resolve(self, raw: str, write: bool = False) -> Path:
         """Return the real path for `raw`, or raise PathRefused saying what to use instead."""
         self._check_syntax(raw)
         workspace = self._real_workspace()
@@ -51,8 +55,9 @@ class PathPolicy:
             raise PathRefused(f"Error: cannot resolve path {_show(raw)}: {exc}") from None
         if ".." in real.parts or len(str(real)) > MAX_PATH_CHARS:
             raise PathRefused(f"Error: cannot resolve path {_show(raw)}; use a shorter, plain path")
-        self._check_protected(raw, real)
-        if self.restrict and not real.is_relative_to(workspace):
+        self._check_protected(raw, real, write)
+        readable_media = not write and real.is_relative_to(self._real_media())
+        if self.restrict and not real.is_relative_to(workspace) and not readable_media:
             raise PathRefused(
                 f"Error: path {_show(raw)} is outside the workspace {workspace}; "
                 "use a path inside it (relative paths start at the workspace)"
@@ -97,10 +102,16 @@ class PathPolicy:
                 f"use a path relative to the workspace {self._real_workspace()} or an absolute path"
             )
 
-    def _check_protected(self, raw: str, real: Path) -> None:
+    def _real_media(self) -> Path:
+        return Path(os.path.realpath(self.home / MEDIA_NAME))
+
+    def _check_protected(self, raw: str, real: Path, write: bool) -> None:
         home = Path(os.path.realpath(self.home))
-        protected = real == home or any(real.is_relative_to(home / name) for name in SECRET_NAMES)
-        if protected:
+        workspace = self._real_workspace()
+        in_workspace = workspace.is_relative_to(home) and real.is_relative_to(workspace)
+        in_media = not write and real.is_relative_to(self._real_media())
+        named_secret = any(real.is_relative_to(home / name) for name in SECRET_NAMES)
+        if real.is_relative_to(home) and (named_secret or not (in_workspace or in_media)):
             raise PathRefused(
                 f"Error: path {_show(raw)} is nanobot's own configuration or state and is never "
                 "available to tools; work with files in the workspace instead"

@@ -37,6 +37,7 @@ class _FileTool:
     """Shared flow: resolve the path through the policy, run blocking I/O in a thread."""
 
     name = ""
+    writes = False  # write_file and edit_file: the path policy is stricter for writes
 
     def __init__(self, policy: PathPolicy) -> None:
         self.policy = policy
@@ -44,7 +45,7 @@ class _FileTool:
     async def execute(self, ctx: ToolContext, **kwargs: Any) -> ToolResult:
         raw = kwargs.get("path", ".")
         try:
-            real = self.policy.resolve(raw)
+            real = self.policy.resolve(raw, write=self.writes)
         except PathRefused as exc:
             log.warning("%s: refused by path policy: %s", self.name, exc)
             return ToolResult.error(str(exc), REFUSED_BY_PATH_POLICY)
@@ -136,6 +137,7 @@ class WriteFileTool(_FileTool):
     """Write (replace) a file, creating parent folders; logged as `write_file: wrote N bytes to P`."""
 
     name = "write_file"
+    writes = True
     description = (
         "Write content to a file, replacing it if it exists and creating parent folders. "
         "Relative paths start at the workspace."
@@ -158,6 +160,7 @@ class EditFileTool(_FileTool):
     """Replace old_text with new_text; old_text must occur exactly once. Logged as `edit_file: ...`."""
 
     name = "edit_file"
+    writes = True
     description = (
         "Edit a file by replacing old_text with new_text. old_text must match the file exactly "
         "(whitespace included) and occur exactly once; read the file first."

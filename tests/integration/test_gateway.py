@@ -331,3 +331,24 @@ def test_a_failing_channel_is_restarted_by_its_supervisor(nb, servers, start):
     out = gw.output()
     assert out.count("channel telegram failed") == 2 and "restarting in" in out
     assert "channels.telegram.token" in out and tg.token not in out
+
+
+def test_the_agent_can_read_a_document_a_user_sent(nb, servers, start):
+    import re
+
+    from fakes.llm_server import tool_call
+
+    llm, tg = servers
+
+    def model(body):
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            return reply(f"the file says: {last['content']}")
+        path = re.search(r"\[file: ([^\]]+)\]", last_user_text(body)).group(1)
+        return tool_call("read_file", {"path": path})
+
+    llm.respond_with(model)
+    start(gateway_config(llm, tg))  # restrictToWorkspace stays on (the default)
+    tg.push_message(ALLOWED, "summarise this", document=b"meeting at noon\n", file_name="notes.txt")
+    tg.wait_for_sent(1, timeout=15)
+    assert "meeting at noon" in texts_for(tg, ALLOWED)[0]
