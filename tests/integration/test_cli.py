@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -332,3 +333,36 @@ def test_cli_start_imports_nothing_heavy():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_interactive_on_a_terminal_shows_thinking_and_keeps_history(nb):
+    import os
+    import pty
+    import select
+
+    with ScriptedLLMServer("openai") as llm:
+        llm.script([reply("hello from the terminal", delay=0.5)])
+        leader, follower = pty.openpty()
+        proc = nb.popen(
+            "agent", env=openai_env(llm), stdin=follower, stdout=follower, stderr=follower
+        )
+        os.close(follower)
+        seen = b""
+
+        def read_until(marker: bytes, timeout: float = 20) -> None:
+            nonlocal seen
+            deadline = time.monotonic() + timeout
+            while marker not in seen and time.monotonic() < deadline:
+                if select.select([leader], [], [], 0.1)[0]:
+                    seen += os.read(leader, 4096)
+            assert marker in seen, seen.decode(errors="replace")
+
+        read_until(b"You: ")
+        os.write(leader, b"hi there\n")
+        read_until(b"hello from the terminal")
+        os.write(leader, b"quit\n")
+        assert proc.wait(20) == 0
+        os.close(leader)
+    assert "thinking" in seen.decode(errors="replace")
+    history = nb.path / "history"
+    assert "hi there" in history.read_text() and mode(history) == 0o600
