@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-import _common  # noqa: F401 — puts tests/ on sys.path
+from _common import proc_mib  # also puts tests/ on sys.path
 from fakes.llm_server import ScriptedLLMServer, last_user_text, reply
 from fakes.telegram_server import FakeTelegram
 from harness import GatewayProcess, NanobotHome
@@ -21,14 +21,6 @@ from harness import GatewayProcess, NanobotHome
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 CHATS = 50
 MODEL_DELAY = 0.5
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def one_run() -> dict:
@@ -68,7 +60,7 @@ def one_run() -> dict:
                     "first": times[0],
                     "median": statistics.median(times),
                     "peak": llm.max_concurrent,
-                    "rss": peak_rss_mib(gw.proc.pid),
+                    "rss": proc_mib(gw.proc.pid, "VmHWM"),
                 }
             finally:
                 gw.stop()

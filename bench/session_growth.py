@@ -18,7 +18,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import _common  # noqa: F401 — puts tests/ on sys.path
+from _common import proc_mib  # also puts tests/ on sys.path
 from fakes.llm_server import ScriptedLLMServer
 from harness import GatewayProcess, NanobotHome
 
@@ -62,14 +62,6 @@ def turn_costs() -> tuple[float, float]:
         return empty, big
 
 
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def post(port: int, session: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     body = json.dumps({"user": session, "messages": [{"role": "user", "content": "hi"}]})
@@ -100,7 +92,7 @@ def gateway_rss() -> tuple[float, float, float]:
             gw = GatewayProcess(home).wait_ready()
             try:
                 time.sleep(1)
-                idle = rss_mib(gw.proc.pid)
+                idle = proc_mib(gw.proc.pid)
                 with ThreadPoolExecutor(8) as pool:
                     statuses = list(
                         pool.map(lambda i: post(gw.port, f"s{i % 1000}"), range(MESSAGES))
@@ -109,11 +101,11 @@ def gateway_rss() -> tuple[float, float, float]:
                 if failed:
                     print(f"  warning: {failed} requests failed", file=sys.stderr)
                 time.sleep(1)
-                after = rss_mib(gw.proc.pid)
+                after = proc_mib(gw.proc.pid)
                 half = MESSAGES // 2
                 with ThreadPoolExecutor(8) as pool:
                     list(pool.map(lambda i: post(gw.port, f"t{i % 1000}"), range(half)))
-                again = rss_mib(gw.proc.pid)
+                again = proc_mib(gw.proc.pid)
                 return idle, after, again
             finally:
                 gw.stop()
