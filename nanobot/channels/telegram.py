@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,12 +16,9 @@ from nanobot.channels.tgapi import (
     ALLOWED_UPDATES,
     Backoff,
     BotAPI,
-    FileTooLarge,
     Incoming,
     MalformedUpdate,
-    MediaRef,
     TelegramError,
-    TranscriptionError,
     TransportError,
     is_int,
     parse_update,
@@ -32,14 +28,14 @@ from nanobot.channels.tgapi import (
     with_retries,
 )
 from nanobot.channels.tgformat import TELEGRAM_LIMIT, markdown_to_html, split_message
+from nanobot.channels.tgmedia import MediaFetcher
 from nanobot.errors import ConfigError
-from nanobot.paths import atomic_write, ensure_dir, media_dir, state_dir
+from nanobot.paths import atomic_write, ensure_dir, state_dir
 
 log = logging.getLogger("nanobot.channels.telegram")
 
 T = TypeVar("T")
 OFFSET_FILE = "telegram_offset"
-VOICE_UNAVAILABLE = "[voice message: transcription unavailable — set providers.groq.apiKey]"
 GREETING = "Hi! I'm nanobot, your personal AI assistant. Send me a message; /help lists commands."
 HELP = (
     "Commands:\n"
@@ -80,10 +76,12 @@ class TelegramChannel(BaseChannel):
         typing_max: float = 600.0,
     ) -> None:
         super().__init__(config, bus, limiter=limiter)
-        self.transcriber = transcriber
         self.api = BotAPI(config.token, config.api_base, proxy=config.proxy)
         self.backoff = Backoff(backoff_base, backoff_max)
         self.send_budget = send_budget
+        self.media = MediaFetcher(
+            self.api, transcriber, config.max_media_bytes, send_budget, self.backoff
+        )
         self.typing_interval = typing_interval
         # A reply that comes within typing_delay needs no "typing…" (and skips an API call).
         self.typing_delay = typing_delay
@@ -301,63 +299,10 @@ class TelegramChannel(BaseChannel):
             lines = [incoming.text] if incoming.text else []
             paths: list[str] = []
             for ref in incoming.media:
-                lines.append(await self._fetch(ref, paths))
+                lines.append(await self.media.fetch(ref, paths))
             return "\n".join(lines), paths
 
         return prepare
-
-    async def _fetch(self, ref: MediaRef, paths: list[str]) -> str:
-        """Download one attachment (appending its path) and return the line for the content."""
-        if ref.kind == "voice" and self.transcriber is None:
-            return VOICE_UNAVAILABLE
-        limit = self.config.max_media_bytes
-        try:
-            path = await self._download(ref, limit)
-        except FileTooLarge:
-            log.warning("Refused a Telegram %s larger than maxMediaBytes (%d)", ref.kind, limit)
-            return (
-                f"[{ref.kind} refused: larger than channels.telegram.maxMediaBytes ({limit} bytes)]"
-            )
-        except TelegramError as e:
-            log.warning("Could not download a Telegram %s: %s", ref.kind, e)
-            return f"[{ref.kind}: download failed]"
-        paths.append(str(path))
-        if ref.kind != "voice":
-            return f"[{ref.kind}: {path}]"
-        try:
-            text = await run_detached(self.transcriber, path)
-        except (TranscriptionError, OSError) as e:
-            log.warning("Voice transcription failed: %s", e)
-            return "[voice message: transcription failed]"
-        return f"[voice message] {text}"
-
-    async def _download(self, ref: MediaRef, limit: int) -> Path:
-        if ref.size is not None and ref.size > limit:
-            raise FileTooLarge(f"{ref.size} bytes")
-        info = await with_retries(
-            "getFile",
-            self.api.request,
-            "getFile",
-            {"file_id": ref.file_id},
-            budget=self.send_budget,
-            backoff=self.backoff,
-        )
-        if not isinstance(info, dict) or not isinstance(info.get("file_path"), str):
-            raise TelegramError("getFile", 400, "answer without a file_path")
-        if is_int(info.get("file_size")) and info["file_size"] > limit:
-            raise FileTooLarge(f"{info['file_size']} bytes")
-        folder = await asyncio.to_thread(ensure_dir, media_dir())
-        dest = folder / f"{uuid.uuid4().hex}{ref.ext}"
-        await with_retries(
-            "file download",
-            self.api.download,
-            info["file_path"],
-            dest,
-            limit,
-            budget=self.send_budget,
-            backoff=self.backoff,
-        )
-        return dest
 
     # ---- outbound --------------------------------------------------------------------------
 
