@@ -38,7 +38,8 @@ class LoadInfo:
 
     path: Path
     exists: bool
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # all of them, for people
+    permission_warnings: list[str] = field(default_factory=list)  # the mode ones among them
     literal_secrets: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
 
@@ -129,8 +130,14 @@ def load_config(path: Path | None = None) -> tuple[Config, LoadInfo]:
         prov = getattr(cfg.providers, name)
         if not prov.api_base and os.environ.get(var):
             prov.api_base = os.environ[var]
+    modes = _mode_warnings(path, exists)
     info = LoadInfo(
-        path, exists, dec.warnings + _mode_warnings(path, exists), dec.literal_secrets, dec.secrets
+        path,
+        exists,
+        warnings=dec.warnings + modes,
+        permission_warnings=modes,
+        literal_secrets=dec.literal_secrets,
+        secrets=dec.secrets,
     )
     REDACTOR.add(*info.secrets)
     for prov_name in ENV_KEYS:

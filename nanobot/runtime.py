@@ -33,7 +33,7 @@ def record_start_warnings(info: LoadInfo) -> None:
 
     for w in info.warnings:
         log.warning("%s", w)
-        kind = "permission_warning" if "chmod" in w else "config_warning"
+        kind = "permission_warning" if w in info.permission_warnings else "config_warning"
         get_audit().record(kind, message=w)
 
 
