@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nanobot.schema import ExecConfig  # noqa: E402
+from nanobot.config.schema import ExecConfig  # noqa: E402
 from nanobot.security.sandbox import BwrapSandbox, NoSandbox, bwrap_status  # noqa: E402
 from nanobot.tools.base import ToolContext  # noqa: E402
 from nanobot.tools.shell import ExecTool  # noqa: E402

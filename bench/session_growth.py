@@ -30,7 +30,7 @@ TOKEN = "bench-gateway-token-0123456789"
 
 def turn_costs() -> tuple[float, float]:
     from nanobot.agent.sessions import SessionStore
-    from nanobot.config import load_config
+    from nanobot.config.loader import load_config
     from nanobot.logs import setup_logging
     from nanobot.runtime import build_agent
     from nanobot.tools.base import ToolContext

@@ -12,12 +12,15 @@ from nanobot.errors import NanobotError
 
 # name → (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS = {
-    "onboard": ("nanobot.onboard", "create NANOBOT_HOME, config.json and the workspace"),
-    "agent": ("nanobot.chat", "talk to the agent: one message with -m, or interactively"),
-    "status": ("nanobot.status", "show config, workspace, model, provider keys and sandbox"),
-    "gateway": ("nanobot.gateway", "run the channels, the agent and the local HTTP API"),
-    "doctor": ("nanobot.security.doctor", "run the security checklist (--fix repairs modes)"),
-    "audit": ("nanobot.security.auditcli", "verify the audit trail or show recent events"),
+    "onboard": ("nanobot.commands.onboard", "create NANOBOT_HOME, config.json and the workspace"),
+    "agent": ("nanobot.commands.agent", "talk to the agent: one message with -m, or interactively"),
+    "status": (
+        "nanobot.commands.status",
+        "show config, workspace, model, provider keys and sandbox",
+    ),
+    "gateway": ("nanobot.commands.gateway", "run the channels, the agent and the local HTTP API"),
+    "doctor": ("nanobot.commands.doctor", "run the security checklist (--fix repairs modes)"),
+    "audit": ("nanobot.commands.audit", "verify the audit trail or show recent events"),
 }
 
 

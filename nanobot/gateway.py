@@ -1,29 +1,19 @@
-"""`nanobot gateway`: channels + agent + local HTTP API under one event loop, systemd-aware."""
+"""The gateway: channels, the message route and the local HTTP API under one event loop."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import signal
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from nanobot import paths
 from nanobot.bus import InboundMessage, MessageBus, OutboundMessage
-from nanobot.config import LoadInfo, load_config
-from nanobot.logs import setup_logging
-from nanobot.schema import Config
-from nanobot.security.privileges import refuse_root
+from nanobot.config.loader import LoadInfo
+from nanobot.config.schema import Config
 
 log = logging.getLogger("nanobot.gateway")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--port", type=int, default=None, help="local API port (gateway.port)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--allow-root", action="store_true", help="run even as root (not recommended)")
 
 
 class Gateway:
@@ -71,9 +61,9 @@ class Gateway:
 
     async def serve(self) -> int:
         from nanobot import sdnotify
+        from nanobot.api import LocalAPI
         from nanobot.channels.manager import Supervisor, build_channels
         from nanobot.dispatcher import Dispatcher
-        from nanobot.http import LocalAPI
         from nanobot.runtime import build_agent
         from nanobot.security.access import open_channels
         from nanobot.security.audit import get_audit
@@ -142,24 +132,6 @@ class Gateway:
         return 0
 
     def _channel_extras(self) -> dict:
-        from nanobot.channels.tgapi import transcriber_from_config
+        from nanobot.channels.telegram.botapi import transcriber_from_config
 
         return {"telegram": {"transcriber": transcriber_from_config(self.cfg)}}
-
-
-def run(args: argparse.Namespace) -> int:
-    refuse_root(args.allow_root)
-    from nanobot.security.sandbox import start_probe
-
-    start_probe()
-    setup_logging(verbose=args.verbose, stderr=True)
-    cfg, info = load_config(args.config)
-    if args.port is not None:
-        cfg.gateway.port = args.port
-    code = asyncio.run(Gateway(cfg, info).serve())
-    # A channel's long poll may still block a worker thread for up to its timeout; nothing is
-    # left to do, so leave without waiting for it.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

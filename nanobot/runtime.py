@@ -9,8 +9,8 @@ from nanobot import paths
 from nanobot.agent.context import ContextBuilder
 from nanobot.agent.loop import Agent
 from nanobot.agent.sessions import SessionStore
-from nanobot.config import LoadInfo, workspace_path
-from nanobot.schema import Config
+from nanobot.config.loader import LoadInfo, workspace_path
+from nanobot.config.schema import Config
 from nanobot.tools.registry import ToolRegistry
 
 log = logging.getLogger("nanobot")
@@ -20,7 +20,7 @@ def ensure_workspace(cfg: Config):
     """The workspace folder exists (0700 when we create it) and has its bootstrap files."""
     ws = workspace_path(cfg)
     if not ws.exists():
-        from nanobot.onboard import write_templates
+        from nanobot.commands.onboard import write_templates
 
         paths.ensure_dir(ws)
         write_templates(ws)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nanobot.schema import Config
+from nanobot.config.schema import Config
 from nanobot.security.access import is_allowed, open_channels
 
 TG_ALLOW = ["12345", "alice", "67890|bob"]

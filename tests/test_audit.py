@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nanobot.schema import Config
+from nanobot.config.schema import Config
 from nanobot.security import audit as audit_mod
 from nanobot.security.audit import (
     GENESIS,

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from nanobot.config import load_config, save_config, workspace_path
+from nanobot.config.loader import load_config, save_config, workspace_path
 from nanobot.errors import ConfigError
 from nanobot.security.redact import REDACTOR
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nanobot.schema import Config
-from nanobot.security import doctor
+from nanobot.commands import doctor
+from nanobot.config.schema import Config
 from nanobot.security.audit import AuditLog
 from nanobot.security.sandbox import bwrap_status
 

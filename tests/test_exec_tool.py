@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from nanobot.config.schema import ExecConfig
 from nanobot.errors import SandboxUnavailable
-from nanobot.schema import ExecConfig
 from nanobot.security.redact import REDACTOR
 from nanobot.tools.base import (
     ALLOWED,

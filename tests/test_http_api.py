@@ -17,9 +17,9 @@ from contextlib import closing, suppress
 
 import pytest
 
+from nanobot.api import LocalAPI, is_loopback
+from nanobot.config.schema import Config, GatewayConfig
 from nanobot.errors import NanobotError
-from nanobot.http import LocalAPI, is_loopback
-from nanobot.schema import Config, GatewayConfig
 from nanobot.security import audit
 
 TOKEN = "tok-7d1f3a9c2b5e8f04"
@@ -193,7 +193,7 @@ def test_missing_or_wrong_token_is_401(start_api, far, caplog):
     api = start_api()
     # Missing, empty, wrong, prefixes of the right one, one char longer, other case.
     tokens = [None, "", "wrong-token-value", TOKEN[:-1], TOKEN[:4], TOKEN + "x", TOKEN.upper()]
-    with caplog.at_level(logging.WARNING, logger="nanobot.http"):
+    with caplog.at_level(logging.WARNING, logger="nanobot.api"):
         for token in tokens:
             status, headers, body = chat(api, token=token)
             got = (status, headers["WWW-Authenticate"], body["error"]["type"])
@@ -358,7 +358,7 @@ def test_stop_closes_the_port(start_api):
 
 def test_failing_turn_is_a_generic_500(start_api, far, caplog):
     api = start_api(run_turn=far.explode)
-    with caplog.at_level(logging.ERROR, logger="nanobot.http"):
+    with caplog.at_level(logging.ERROR, logger="nanobot.api"):
         status, _, body = chat(api, user="bob")
     assert status == 500
     assert body["error"]["message"] == "the turn failed; see the gateway log"

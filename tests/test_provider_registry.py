@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from nanobot.config import ENV_KEYS, load_config
+from nanobot.config.loader import ENV_KEYS, load_config
+from nanobot.config.schema import Config, ProvidersConfig
 from nanobot.errors import ConfigError
 from nanobot.providers.anthropic import AnthropicProvider
 from nanobot.providers.openai import OpenAIProvider
 from nanobot.providers.registry import PROVIDERS, SPECS, make_provider, select
-from nanobot.schema import Config, ProvidersConfig
 from tests.fakes.llm_server import ScriptedLLMServer, reply
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nanobot.schema import Config
+from nanobot.config.schema import Config
 from nanobot.security.audit import configure_audit
 from nanobot.security.ratelimit import ToolCallLimiter
 from nanobot.security.redact import REDACTOR

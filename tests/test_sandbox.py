@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from nanobot.config.schema import ExecConfig
 from nanobot.errors import ConfigError, SandboxUnavailable
-from nanobot.schema import ExecConfig
 from nanobot.security.sandbox import (
     BwrapSandbox,
     NoSandbox,

@@ -12,7 +12,7 @@ import pytest
 
 from fakes.llm_server import ScriptedLLMServer, reply
 from nanobot.agent.sessions import SessionStore
-from nanobot.config import load_config
+from nanobot.config.loader import load_config
 from nanobot.runtime import build_agent
 from nanobot.security.redact import REDACTOR
 from nanobot.tools.base import ToolContext

@@ -18,11 +18,11 @@ import pytest
 from fakes.telegram_server import FakeTelegram
 from nanobot.bus import MessageBus, OutboundMessage
 from nanobot.channels.base import RATE_NOTICE, SendError
-from nanobot.channels.telegram import GREETING, HELP, TelegramChannel
-from nanobot.channels.tgapi import WhisperTranscriber
-from nanobot.channels.tgmedia import VOICE_UNAVAILABLE
+from nanobot.channels.telegram.botapi import WhisperTranscriber
+from nanobot.channels.telegram.channel import GREETING, HELP, TelegramChannel
+from nanobot.channels.telegram.media import VOICE_UNAVAILABLE
+from nanobot.config.schema import Config, TelegramConfig
 from nanobot.errors import ConfigError
-from nanobot.schema import Config, TelegramConfig
 from nanobot.security.audit import configure_audit
 from nanobot.security.ratelimit import RateLimiter
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from fakes.telegram_server import visible_html
-from nanobot.channels.tgformat import markdown_to_html, split_message, utf16_len
+from nanobot.channels.telegram.format import markdown_to_html, split_message, utf16_len
 
 
 @pytest.mark.parametrize(

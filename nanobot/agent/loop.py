@@ -12,8 +12,8 @@ from typing import Any
 
 from nanobot.agent.context import ContextBuilder
 from nanobot.agent.sessions import SessionStore
+from nanobot.config.schema import AgentDefaults
 from nanobot.errors import ProviderError
-from nanobot.schema import AgentDefaults
 from nanobot.security.redact import redact
 from nanobot.tools.base import ToolContext
 from nanobot.tools.registry import ToolRegistry

@@ -7,14 +7,14 @@ import importlib
 import logging
 import random
 
+from nanobot.config.schema import Config
 from nanobot.errors import ConfigError
-from nanobot.schema import Config
 
 log = logging.getLogger("nanobot.channels")
 
 # channel name → "module:Class"; a channel missing here cannot be enabled.
 CHANNELS = {
-    "telegram": "nanobot.channels.telegram:TelegramChannel",
+    "telegram": "nanobot.channels.telegram.channel:TelegramChannel",
 }
 
 

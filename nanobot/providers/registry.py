@@ -6,10 +6,10 @@ import importlib
 import re
 from dataclasses import dataclass
 
-from nanobot.config import ENV_KEYS
+from nanobot.config.loader import ENV_KEYS
+from nanobot.config.schema import Config, ProviderConfig
 from nanobot.errors import ConfigError
 from nanobot.providers.base import Provider, api_model
-from nanobot.schema import Config, ProviderConfig
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from nanobot.errors import ConfigError, SandboxUnavailable
 
 if TYPE_CHECKING:
-    from nanobot.schema import ExecConfig
+    from nanobot.config.schema import ExecConfig
 
 log = logging.getLogger("nanobot.security")
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nanobot.config.schema import ExecConfig
 from nanobot.errors import SandboxUnavailable
-from nanobot.schema import ExecConfig
 from nanobot.security.pathpolicy import PathPolicy, PathRefused
 from nanobot.security.redact import REDACTOR, redact
 from nanobot.tools.base import (

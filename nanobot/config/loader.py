@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nanobot import paths
-from nanobot.confcodec import Decoder, encode
+from nanobot.config.codec import Decoder, encode
+from nanobot.config.schema import Config
 from nanobot.errors import ConfigError
-from nanobot.schema import Config
 from nanobot.security.redact import REDACTOR
 
 # Standard environment variables that fill an empty providers.<name>.apiKey.

@@ -1,6 +1,6 @@
 """The config schema as dataclasses; field names are snake_case, JSON keys camelCase.
 
-Field metadata understood by the loader (nanobot.confcodec):
+Field metadata understood by the loader (nanobot.config.codec):
   secret:  value may be "${NAME}" or "file:PATH" and is registered for redaction
   min/max: numeric range;  choices: allowed strings;  raw_keys: dict keys kept as written
 """

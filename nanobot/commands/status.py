@@ -6,7 +6,7 @@ import argparse
 import os
 
 from nanobot import __version__, paths
-from nanobot.config import ENV_KEYS, load_config, workspace_path
+from nanobot.config.loader import ENV_KEYS, load_config, workspace_path
 from nanobot.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from nanobot.channels.tgapi import (
+from nanobot.channels.telegram.botapi import (
     Backoff,
     BotAPI,
     FileTooLarge,

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from nanobot.bus import MessageBus, OutboundMessage
 from nanobot.channels.base import BaseChannel, SendError
-from nanobot.channels.tgapi import (
+from nanobot.channels.telegram.botapi import (
     ALLOWED_UPDATES,
     Backoff,
     BotAPI,
@@ -27,8 +27,8 @@ from nanobot.channels.tgapi import (
     warm_pool,
     with_retries,
 )
-from nanobot.channels.tgformat import TELEGRAM_LIMIT, markdown_to_html, split_message
-from nanobot.channels.tgmedia import MediaFetcher
+from nanobot.channels.telegram.format import TELEGRAM_LIMIT, markdown_to_html, split_message
+from nanobot.channels.telegram.media import MediaFetcher
 from nanobot.errors import ConfigError
 from nanobot.paths import atomic_write, ensure_dir, state_dir
 

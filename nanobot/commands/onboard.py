@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from nanobot import paths
-from nanobot.config import ENV_KEYS, load_config, save_config, workspace_path
+from nanobot.config.loader import ENV_KEYS, load_config, save_config, workspace_path
 
 TEMPLATE_FILES = ("AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md", "HEARTBEAT.md", "memory/MEMORY.md")
 PROVIDER_CHOICES = ("openai", "anthropic", "openrouter", "deepseek", "groq", "gemini")

@@ -11,7 +11,7 @@ import sys
 
 from nanobot import paths
 from nanobot.agent.loop import APOLOGY
-from nanobot.config import load_config
+from nanobot.config.loader import load_config
 from nanobot.logs import setup_logging
 from nanobot.security.privileges import refuse_root
 from nanobot.tools.base import ToolContext

@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from nanobot.config.schema import GatewayConfig
 from nanobot.errors import NanobotError
-from nanobot.schema import GatewayConfig
 
-log = logging.getLogger("nanobot.http")
+log = logging.getLogger("nanobot.api")
 
 HEALTH_PATH = "/healthz"
 CHAT_PATH = "/v1/chat/completions"

@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when nothing FAILs, 1 when something does, 2 when the config cannot be loaded."""
     from nanobot import paths
-    from nanobot.config import load_config
+    from nanobot.config.loader import load_config
     from nanobot.errors import ConfigError
 
     config_path = args.config or paths.config_path()

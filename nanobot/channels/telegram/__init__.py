@@ -1,0 +1,1 @@
+"""The Telegram channel: Bot API transport, update parsing, HTML formatting, attachments."""

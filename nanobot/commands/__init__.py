@@ -1,0 +1,1 @@
+"""`nanobot` subcommands: one module each, with add_arguments(parser) and run(args) -> int."""

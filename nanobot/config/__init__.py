@@ -1,0 +1,1 @@
+"""Configuration: the schema (dataclasses), the camelCase codec with secret references, the loader."""
