@@ -8,41 +8,45 @@ from pathlib import Path
 from typing import Any
 
 from nanobot import __version__
+from nanobot.security.redact import redact
+from nanobot.security.wsread import Refused, Stamp, WorkspaceReader
 
 BOOTSTRAP_FILES = ("AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md")
 MEMORY_FILE = "memory/MEMORY.md"
 MAX_FILE_CHARS = 20_000
+MAX_FILE_BYTES = 256 * 1024  # larger bootstrap files are refused, not read
 RECHECK_SECONDS = 1.0  # how stale a workspace file may be before its mtime is looked at again
 
 
 class ContextBuilder:
-    """Reads the workspace files (cached by mtime) and assembles the message list for a turn."""
+    """Reads the workspace files (cached by identity) and assembles the message list for a turn.
+
+    Workspace files are read only through WorkspaceReader (no links, no FIFOs or devices, size
+    capped): a refused file is left out of the prompt. Every text in the returned messages has
+    passed the one redaction point. build() does file I/O: call it off the event loop.
+    """
 
     def __init__(self, workspace: Path, restricted: bool, sandbox_name: str = "none") -> None:
         self.workspace = workspace
         self.restricted = restricted
         self.sandbox_name = sandbox_name
-        self._cache: dict[str, tuple[float, float, str]] = {}  # rel → (checked, mtime, text)
+        self.reader = WorkspaceReader(workspace, MAX_FILE_BYTES)
+        self._cache: dict[str, tuple[float, Stamp | None, str]] = {}  # rel → (checked, id, text)
 
     def _read(self, rel: str) -> str:
         now = time.monotonic()
         hit = self._cache.get(rel)
         if hit and now - hit[0] < RECHECK_SECONDS:
             return hit[2]
-        p = self.workspace / rel
         try:
-            mtime = p.stat().st_mtime
-        except OSError:
-            self._cache[rel] = (now, 0.0, "")
-            return ""
-        if hit and hit[1] == mtime:
-            self._cache[rel] = (now, mtime, hit[2])
+            stamp = self.reader.stamp(rel)
+        except (Refused, OSError):
+            stamp = None  # read_text below reports why
+        if hit and stamp is not None and hit[1] == stamp:
+            self._cache[rel] = (now, stamp, hit[2])
             return hit[2]
-        try:
-            text = p.read_text(encoding="utf-8", errors="replace")[:MAX_FILE_CHARS]
-        except OSError:
-            return ""
-        self._cache[rel] = (now, mtime, text)
+        text = (self.reader.read_text(rel) or "")[:MAX_FILE_CHARS]
+        self._cache[rel] = (now, stamp, text)
         return text
 
     def system_prompt(self, channel: str, chat_id: str) -> str:
@@ -64,13 +68,19 @@ class ContextBuilder:
         memory = self._read(MEMORY_FILE).strip()
         if memory:
             parts.append(f"## Memory ({MEMORY_FILE})\n{memory}")
-        return "\n\n".join(parts)
+        return redact("\n\n".join(parts))
 
     def build(
         self, history: list[dict[str, Any]], text: str, channel: str, chat_id: str
     ) -> list[dict[str, Any]]:
+        """System prompt, history and the user's text, every string content redacted."""
         return [
             {"role": "system", "content": self.system_prompt(channel, chat_id)},
-            *history,
-            {"role": "user", "content": text},
+            *(_redacted(m) for m in history),
+            {"role": "user", "content": redact(text)},
         ]
+
+
+def _redacted(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    return {**message, "content": redact(content)} if isinstance(content, str) else message
