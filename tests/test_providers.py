@@ -345,11 +345,13 @@ def test_dropped_connection_is_retried(ant, sleeps):
     assert len(ant.requests) == 2 and len(sleeps) == 1
 
 
-def test_read_timeout_is_retried(oai, sleeps):
+def test_read_timeout_is_not_retried(oai, sleeps):
+    """The server may still be generating; asking again would only queue behind it."""
     oai.script([reply("slow", delay=1.0), reply("fast")])
-    resp = ask(openai_provider(oai, sleeps, timeout=(2.0, 0.2)))
-    assert resp.content == "fast"
-    assert len(oai.requests) == 2
+    with pytest.raises(ProviderError) as exc:
+        ask(openai_provider(oai, sleeps, timeout=(2.0, 0.2)))
+    assert exc.value.kind == "timeout" and sleeps == []
+    assert len(oai.requests) == 1 and oai.pending == 1
 
 
 def test_connection_refused_exhausts_attempts(sleeps):

@@ -21,6 +21,12 @@ class ProviderConfig:
     api_key: str = _f("", secret=True)
     api_base: str = ""
     extra_headers: dict[str, str] = _f(factory=dict, raw_keys=True, secret=True)
+    # Seconds the server may stay silent: between two chunks of a streamed answer, or for
+    # the whole answer when not streaming. A read timeout is never retried.
+    timeout: float = _f(120.0, min=1.0, max=3600.0)
+    connect_timeout: float = _f(10.0, min=0.5, max=300.0)
+    stream: bool = True  # false: one plain request per answer (servers that cannot stream)
+    context_window: int = _f(0, min=0, max=10_000_000)  # tokens; 0 = ask a local server
 
 
 @dataclass
@@ -104,6 +110,7 @@ class WhatsAppConfig:
     bridge_url: str = "ws://127.0.0.1:3001"
     bridge_token: str = _f("", secret=True)
     allow_from: list[str] = _f(factory=list)
+    manage_bridge: bool = True  # the gateway runs the Node.js bridge as its child
 
 
 @dataclass

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from nanobot.errors import ProviderError
-from nanobot.providers.base import HTTPProvider, LLMResponse, ToolCall, parse_arguments, usage_dict
+import json
+from collections.abc import Callable
+
+from nanobot.providers.base import (
+    HTTPProvider,
+    LLMResponse,
+    ToolCall,
+    normalise_finish,
+    parse_arguments,
+    usage_dict,
+)
+from nanobot.providers.failures import malformed, stream_error, unreachable_midway
 from nanobot.security.redact import redact
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE = "https://api.anthropic.com"
-_STOP_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "tool_use": "tool_calls",
-    "max_tokens": "length",
-}
 
 
 def _content_blocks(content: object) -> list[dict]:
@@ -127,10 +131,11 @@ def parse_response(data: dict) -> LLMResponse:
     if data.get("type") == "error" or not isinstance(blocks, list):
         error = data.get("error")
         detail = error.get("message") if isinstance(error, dict) else None
-        raise ProviderError(
+        raise malformed(
             "anthropic answered without content"
             + (f": {redact(str(detail))[:200]}" if detail else "")
-            + " — fix: check providers.anthropic.apiBase and agents.defaults.model"
+            + " — fix: check providers.anthropic.apiBase and agents.defaults.model",
+            "anthropic",
         )
     texts, calls = [], []
     for block in blocks:
@@ -146,17 +151,95 @@ def parse_response(data: dict) -> LLMResponse:
                     arguments=parse_arguments(block.get("input")),
                 )
             )
-    stop = data.get("stop_reason")
-    finish = _STOP_REASONS.get(stop, str(stop or "stop"))
-    if calls:
-        finish = "tool_calls"
     usage = data.get("usage") or {}
     return LLMResponse(
         content="".join(texts) if texts else None,
         tool_calls=calls,
-        finish_reason=finish,
+        finish_reason=normalise_finish(data.get("stop_reason"), bool(calls)),
         usage=usage_dict(usage.get("input_tokens"), usage.get("output_tokens")),
     )
+
+
+class AnthropicStream:
+    """Builds an LLMResponse from Messages stream events, passing text deltas to on_delta.
+
+    message_start (input usage) → content_block_start/delta/stop per text or tool_use block
+    (tool input arrives as input_json_delta fragments) → message_delta (stop_reason, output
+    usage) → message_stop; ping is ignored; an error event raises ProviderError.
+    """
+
+    def __init__(self, on_delta: Callable[[str], None]) -> None:
+        self._on_delta = on_delta
+        self._blocks: dict[int, dict] = {}
+        self._stop: str | None = None
+        self._input_tokens: object = None
+        self._output_tokens: object = None
+        self._done = False
+
+    def feed(self, event: str, data: str) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        kind = message.get("type") or event
+        if kind == "error":
+            raise stream_error(message, "anthropic")
+        if kind == "message_start":
+            usage = (message.get("message") or {}).get("usage") or {}
+            self._input_tokens = usage.get("input_tokens")
+        elif kind == "content_block_start":
+            block = dict(message.get("content_block") or {})
+            block.setdefault("text", "")
+            block["json"] = ""
+            self._blocks[int(message.get("index", len(self._blocks)))] = block
+            if block.get("type") == "text" and block["text"]:
+                self._on_delta(block["text"])
+        elif kind == "content_block_delta":
+            self._delta(message)
+        elif kind == "message_delta":
+            self._stop = (message.get("delta") or {}).get("stop_reason") or self._stop
+            usage = message.get("usage") or {}
+            if usage.get("output_tokens") is not None:
+                self._output_tokens = usage["output_tokens"]
+            if usage.get("input_tokens") is not None:
+                self._input_tokens = usage["input_tokens"]
+        elif kind == "message_stop":
+            self._done = True
+
+    def _delta(self, message: dict) -> None:
+        index = int(message.get("index", 0))
+        block = self._blocks.setdefault(index, {"type": "text", "text": "", "json": ""})
+        delta = message.get("delta") or {}
+        if delta.get("type") == "text_delta" and delta.get("text"):
+            block["text"] += delta["text"]
+            self._on_delta(delta["text"])
+        elif delta.get("type") == "input_json_delta":
+            block["json"] += str(delta.get("partial_json") or "")
+
+    def result(self) -> LLMResponse:
+        if not self._done and self._stop is None:
+            raise unreachable_midway("anthropic")
+        texts, calls = [], []
+        for _, block in sorted(self._blocks.items()):
+            if block.get("type") == "text":
+                texts.append(block["text"])
+            elif block.get("type") == "tool_use":
+                raw = block["json"] if block["json"].strip() else block.get("input")
+                calls.append(
+                    ToolCall(
+                        id=str(block.get("id", "")),
+                        name=str(block.get("name", "")),
+                        arguments=parse_arguments(raw),
+                    )
+                )
+        return LLMResponse(
+            content="".join(texts) if texts else None,
+            tool_calls=calls,
+            finish_reason=normalise_finish(self._stop, bool(calls)),
+            usage=usage_dict(self._input_tokens, self._output_tokens),
+        )
 
 
 class AnthropicProvider(HTTPProvider):
@@ -210,3 +293,6 @@ class AnthropicProvider(HTTPProvider):
 
     def parse(self, data: dict) -> LLMResponse:
         return parse_response(data)
+
+    def accumulator(self, on_delta: Callable[[str], None]) -> AnthropicStream:
+        return AnthropicStream(on_delta)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from nanobot.errors import ProviderError
+
+log = logging.getLogger("nanobot.providers")
 
 
 @dataclass
@@ -32,11 +38,22 @@ class LLMResponse:
 
 
 class Provider(Protocol):
-    """What the agent loop needs from an LLM API. `chat` blocks (run it in a thread).
+    """What the agent loop needs from an LLM API. `chat` blocks (run it in a worker thread).
 
     messages and tools are in OpenAI Chat Completions shape whatever the provider speaks;
     `model` may carry a routing prefix ("anthropic/claude-x"), the provider strips it as needed.
-    Raises nanobot.errors.ProviderError when the call fails after its retries.
+    max_tokens is an upper bound: a provider that knows the model's context window lowers it
+    so that prompt + answer fit.
+
+    on_delta: when given, the answer is streamed and on_delta(text) is called from the
+    calling (worker) thread with each piece of answer text as it arrives (never with "");
+    tool-call arguments are not passed to it. A server without streaming gets one plain
+    request and on_delta receives the whole text at once. An exception raised by on_delta
+    closes the connection and propagates unchanged (a way to cancel a reply).
+
+    Always returns the complete LLMResponse: content, tool_calls, finish_reason normalised
+    to "stop" / "tool_calls" / "length", usage when the server reported it.
+    Raises nanobot.errors.ProviderError (with .kind and .user_message) when the call fails.
     """
 
     name: str
@@ -48,7 +65,17 @@ class Provider(Protocol):
         model: str,
         max_tokens: int,
         temperature: float,
+        on_delta: Callable[[str], None] | None = None,
     ) -> LLMResponse: ...
+
+
+def normalise_finish(raw: object, has_calls: bool) -> str:
+    """ "stop", "tool_calls" or "length" from any API's finish/stop reason."""
+    if has_calls:
+        return "tool_calls"  # some servers report "stop" alongside tool calls
+    if raw in ("length", "max_tokens", "model_context_window_exceeded"):
+        return "length"
+    return "stop"
 
 
 def parse_arguments(raw: object) -> dict:
@@ -98,7 +125,15 @@ def usage_dict(prompt: object, completion: object) -> dict:
 
 
 class HTTPProvider:
-    """What the API kinds share: their settings, and `chat` = request_body → POST → parse."""
+    """What the API kinds share: settings, context budgeting, and `chat` = body → POST → parse,
+    streamed when asked (falling back to one plain request when the server cannot stream).
+
+    post_options go to http.open_request (timeout=(connect, read), max_attempts, sleep, …)
+    except these, which are the provider's own:
+      stream          False never streams (on_delta then gets the whole text at once)
+      context_window  the model's context in tokens (0 = unknown, or ask the server)
+      probe_context   ask the server for the context window on first use (local servers)
+    """
 
     def __init__(
         self,
@@ -110,17 +145,34 @@ class HTTPProvider:
         keeps_vendor: bool,
         post_options: dict,
     ) -> None:
+        from nanobot.providers.budget import TokenBudget
+
+        options = dict(post_options)
         self.name = name
         self.url = url
         self._api_key = api_key
         self._extra_headers = dict(extra_headers or {})
         self._strip_prefix = strip_prefix
         self._keeps_vendor = keeps_vendor
-        self._post_options = post_options
+        self._stream = bool(options.pop("stream", True))
+        context_window = int(options.pop("context_window", 0) or 0)
+        probe = self.probe_context if options.pop("probe_context", False) else None
+        self._post_options = options
+        self.budget = TokenBudget(context_window, probe)
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's context window in tokens when configured or already reported by the
+        server (it is asked on the first call), else None."""
+        return self.budget.known
 
     def model_name(self, model: str) -> str:
         """The model id this endpoint expects (routing prefix stripped as configured)."""
         return api_model(model, self.name, self._strip_prefix, self._keeps_vendor)
+
+    def probe_context(self, model: str) -> int | None:
+        """Ask the server for model's context window; None when it does not say."""
+        return None
 
     def headers(self) -> dict[str, str]:
         raise NotImplementedError
@@ -135,7 +187,23 @@ class HTTPProvider:
     ) -> dict:
         raise NotImplementedError
 
+    def stream_body(self, body: dict) -> dict:
+        """The request body asking for a streamed answer."""
+        return {**body, "stream": True}
+
+    def stream_refused(self, error: ProviderError) -> bool:
+        """Whether a refused streamed request should be sent again (after adjusting)."""
+        if error.kind == "bad_request" and "stream" in str(error).lower():
+            log.info("%s: the server refused streaming; using plain requests", self.name)
+            self._stream = False
+            return True
+        return False
+
     def parse(self, data: dict) -> LLMResponse:
+        raise NotImplementedError
+
+    def accumulator(self, on_delta: Callable[[str], None]):
+        """A fresh stream accumulator: .feed(event, data) per SSE event, .result()."""
         raise NotImplementedError
 
     def chat(
@@ -145,10 +213,30 @@ class HTTPProvider:
         model: str,
         max_tokens: int,
         temperature: float,
+        on_delta: Callable[[str], None] | None = None,
     ) -> LLMResponse:
-        """One call; raises ProviderError after retries or on a malformed answer."""
-        from nanobot.providers.http import post_json
+        """One call (see Provider.chat); raises ProviderError after retries or on a bad answer."""
+        from nanobot.providers import http
 
+        max_tokens = self.budget.max_tokens(max_tokens, messages, tools, self.model_name(model))
         body = self.request_body(messages, tools, model, max_tokens, temperature)
-        data = post_json(self.url, self.headers(), body, label=self.name, **self._post_options)
-        return self.parse(data)
+        options = dict(self._post_options, label=self.name)
+        while on_delta is not None and self._stream:
+            acc = self.accumulator(on_delta)
+            try:
+                data = http.stream_events(
+                    self.url, self.headers(), self.stream_body(body), acc.feed, **options
+                )
+            except ProviderError as e:
+                if self.stream_refused(e):
+                    continue
+                raise
+            if data is None:
+                return acc.result()
+            break  # the server ignored "stream": it answered with one JSON object
+        else:
+            data = http.post_json(self.url, self.headers(), body, **options)
+        reply = self.parse(data)
+        if on_delta is not None and reply.content:
+            on_delta(reply.content)
+        return reply

@@ -1,4 +1,6 @@
-"""POST JSON to an LLM API with timeouts and bounded, jittered retries; `requests` loads lazily.
+"""POST JSON to an LLM API (plain or streamed) with timeouts and bounded, jittered retries.
+
+`requests` loads lazily.
 
 Environment: NANOBOT_RETRY_BASE_DELAY (float seconds, default 1.0) sets the first backoff step
 when the caller passes no base_delay — the CLI's integration tests set it to 0.01 to run fast.
@@ -123,27 +125,48 @@ def _hint(status: int | None, label: str) -> str:
     return ""
 
 
-def post_json(
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
+
+
+def is_read_timeout(exc: BaseException) -> bool:
+    """True for a read timeout however requests wrapped it (mid-stream it is a ConnectionError)."""
+    import requests
+    from urllib3.exceptions import ReadTimeoutError
+
+    if isinstance(exc, requests.ReadTimeout | ReadTimeoutError):
+        return True
+    return any(isinstance(a, ReadTimeoutError) for a in getattr(exc, "args", ()))
+
+
+def open_request(
     url: str,
     headers: dict[str, str],
     body: dict,
     *,
+    stream: bool = False,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     max_attempts: int = 5,
     base_delay: float | None = None,
     max_delay: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
     label: str = "",
-) -> dict:
-    """POST body as JSON and return the decoded JSON object of a 2xx answer.
+):
+    """POST body as JSON and return the 2xx requests.Response (its body unread when stream).
 
-    Retries 408/429/5xx/529, connection errors and timeouts up to max_attempts in all, waiting
-    Retry-After when given (capped at max_delay) or a full-jitter exponential backoff from
-    base_delay (None → NANOBOT_RETRY_BASE_DELAY or 1.0). Other statuses fail at once.
-    Raises ProviderError whose message has the status and a redacted body excerpt, never the
-    query string, the key or the headers. `label` (a provider name) only shapes messages.
+    Retries 408/429/5xx/529 (not an exhausted quota), refused or dropped connections and
+    connect timeouts, up to max_attempts in all, waiting Retry-After when given (capped at
+    max_delay) or a full-jitter exponential backoff from base_delay (None →
+    NANOBOT_RETRY_BASE_DELAY or 1.0). A read timeout is never retried: the server may still
+    be generating, and on a single-slot local server a retry would queue behind it.
+    Raises ProviderError (with kind and user_message) whose message has the status and a
+    redacted body excerpt, never the query string, the key or the headers.
+    `label` (a provider name) only shapes messages.
     """
     import requests
+
+    from nanobot.providers import failures
 
     max_attempts = max(1, max_attempts)
     if base_delay is None:
@@ -154,31 +177,48 @@ def post_json(
     session = _session()
     failure = ""
     status: int | None = None
+    text = ""
     for attempt in range(1, max_attempts + 1):
         wait = None
         try:
-            resp = session.post(url, headers=headers, json=body, timeout=timeout)
+            resp = session.post(url, headers=headers, json=body, timeout=timeout, stream=stream)
         except (
             requests.ConnectionError,
             requests.Timeout,
             requests.exceptions.ChunkedEncodingError,
         ) as e:
+            if is_read_timeout(e):
+                raise failures.timed_out(
+                    f"{name} request to {target}: no answer within the read timeout of "
+                    f"{timeout[1]:g} s (not retried: the server may still be working on it)",
+                    timeout[1],
+                    label,
+                    stream,
+                ) from None
             # str(e) quotes the URL, so only the exception's type is reported.
             status, failure = None, f"{type(e).__name__} (no answer from the server)"
         except requests.RequestException as e:  # a bad URL or header: retrying cannot help
             where = f"providers.{label}" if label else "the provider's config"
-            raise ProviderError(
+            raise failures.unreachable(
                 f"{name} request to {target} could not be sent ({type(e).__name__}) — "
-                f"fix: check {where}.apiBase (an http(s) URL) and {where}.extraHeaders"
+                f"fix: check {where}.apiBase (an http(s) URL) and {where}.extraHeaders",
+                _host(url),
+                label,
             ) from None
         else:
             status = resp.status_code
             if 200 <= status < 300:
-                return _decode(resp, name, target, secrets)
-            failure = f"HTTP {status}: {_excerpt(resp.text, secrets)}"
-            if status not in RETRY_STATUSES:
+                return resp
+            text = resp.text
+            for secret in secrets:
+                text = text.replace(secret, MASK)
+            failure = f"HTTP {status}: {_excerpt(text, secrets)}"
+            if status not in RETRY_STATUSES or failures.is_quota(status, text):
+                kind, user = failures.classify_status(status, text, label)
                 raise ProviderError(
-                    f"{name} request to {target} failed: {failure}{_hint(status, label)}"
+                    f"{name} request to {target} failed: {failure}{_hint(status, label)}",
+                    kind=kind,
+                    user_message=user,
                 )
             wait = parse_retry_after(resp.headers.get("Retry-After"))
         if attempt == max_attempts:
@@ -196,20 +236,98 @@ def post_json(
             wait,
         )
         sleep(wait)
-    raise ProviderError(
+    detail = (
         f"{name} request to {target} failed after {max_attempts} attempts: {failure}"
         f"{_hint(status, label)}"
     )
+    if status is None:
+        raise failures.unreachable(detail, _host(url), label)
+    kind, user = failures.classify_status(status, text, label)
+    raise ProviderError(detail, kind=kind, user_message=user)
 
 
-def _decode(resp, name: str, target: str, secrets: list[str]) -> dict:
+def post_json(url: str, headers: dict[str, str], body: dict, **options) -> dict:
+    """open_request(stream=False) and the decoded JSON object of its 2xx answer."""
+    resp = open_request(url, headers, body, **options)
+    name = options.get("label") or "LLM API"
+    return _decode(resp, name, _target(url), _secret_values(headers), options.get("label", ""))
+
+
+def stream_events(
+    url: str,
+    headers: dict[str, str],
+    body: dict,
+    on_event: Callable[[str, str], None],
+    **options,
+) -> dict | None:
+    """POST a streaming request and feed each SSE (event, data) to on_event as it arrives.
+
+    Returns None after the stream ends, or the decoded JSON object when the server ignored
+    the stream flag and answered with one ordinary response (the non-streaming fallback).
+    The read timeout applies to the gap between chunks, not to the whole answer; a gap
+    longer than that raises ProviderError(kind="timeout"); a connection that breaks
+    mid-stream raises kind="unreachable" (not retried: part of the answer may be shown).
+    An exception raised by on_event closes the connection and propagates unchanged.
+    """
+    import requests
+
+    from nanobot.providers import failures
+    from nanobot.providers.sse import iter_events
+
+    label = options.get("label", "")
+    name = label or "LLM API"
+    target = _target(url)
+    read_timeout = options.get("timeout", DEFAULT_TIMEOUT)[1]
+    resp = open_request(url, headers, body, stream=True, **options)
+    try:
+        ctype = resp.headers.get("Content-Type", "").lower()
+        if "text/event-stream" not in ctype:
+            return _decode(resp, name, target, _secret_values(headers), label)
+        try:
+            for event, data in iter_events(resp.iter_content(chunk_size=None)):
+                on_event(event, data)
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+            if is_read_timeout(e):
+                raise failures.timed_out(
+                    f"{name} stream from {target} stalled: no data for {read_timeout:g} s",
+                    read_timeout,
+                    label,
+                    True,
+                ) from None
+            raise failures.unreachable(
+                f"{name} stream from {target} broke mid-answer ({type(e).__name__})",
+                _host(url),
+                label,
+            ) from None
+    finally:
+        resp.close()
+    return None
+
+
+def _decode(resp, name: str, target: str, secrets: list[str], label: str = "") -> dict:
+    from nanobot.providers.failures import malformed
+
     try:
         data = resp.json()
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise ProviderError(
+        raise malformed(
             f"{name} request to {target} returned HTTP {resp.status_code} without a JSON object: "
-            f"{_excerpt(resp.text, secrets)}"
+            f"{_excerpt(resp.text, secrets)}",
+            label,
         )
     return data
+
+
+def get_json(url: str, headers: dict[str, str], timeout: tuple[float, float]) -> object | None:
+    """GET url and return its JSON, or None on any failure (for optional probes; no retries)."""
+    import requests
+
+    try:
+        resp = _session().get(url, headers=headers, timeout=timeout)
+        if resp.status_code != 200:
+            return None
+        return resp.json()
+    except (requests.RequestException, ValueError):
+        return None

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 
 from nanobot.errors import ProviderError
-from nanobot.providers.base import HTTPProvider, LLMResponse, ToolCall, parse_arguments, usage_dict
+from nanobot.providers.base import (
+    HTTPProvider,
+    LLMResponse,
+    ToolCall,
+    normalise_finish,
+    parse_arguments,
+    usage_dict,
+)
+from nanobot.providers.budget import context_from_models, context_from_props
+from nanobot.providers.failures import malformed, stream_error, unreachable_midway
+from nanobot.providers.http import DEFAULT_TIMEOUT, get_json
 from nanobot.security.redact import redact
+
+PROBE_READ_TIMEOUT = 5.0
 
 # OpenAI's reasoning models refuse max_tokens and a non-default temperature.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -38,6 +52,7 @@ class OpenAIProvider(HTTPProvider):
         super().__init__(
             name, url, api_key, extra_headers, strip_prefix, keeps_vendor, post_options
         )
+        self._stream_usage = True
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -70,6 +85,32 @@ class OpenAIProvider(HTTPProvider):
     def parse(self, data: dict) -> LLMResponse:
         return parse_response(data, self.name)
 
+    def stream_body(self, body: dict) -> dict:
+        body = {**body, "stream": True}
+        if self._stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def stream_refused(self, error: ProviderError) -> bool:
+        # A few compatible servers refuse stream_options; try once more without it.
+        if self._stream_usage and error.kind == "bad_request" and "stream_options" in str(error):
+            self._stream_usage = False
+            return True
+        return super().stream_refused(error)
+
+    def accumulator(self, on_delta: Callable[[str], None]) -> OpenAIStream:
+        return OpenAIStream(on_delta, self.name)
+
+    def probe_context(self, model: str) -> int | None:
+        """llama.cpp's /props n_ctx (the context it actually runs with), else /v1/models."""
+        connect = self._post_options.get("timeout", DEFAULT_TIMEOUT)[0]
+        timeout = (connect, PROBE_READ_TIMEOUT)
+        headers = self.headers()
+        base = self.url.removesuffix("/chat/completions")
+        origin = base.removesuffix("/v1")
+        window = context_from_props(get_json(origin + "/props", headers, timeout))
+        return window or context_from_models(get_json(base + "/models", headers, timeout), model)
+
 
 def _text(content: object) -> str | None:
     """Message content as text; some servers send a list of {"type": "text"} parts."""
@@ -87,10 +128,11 @@ def parse_response(data: dict, name: str = "openai") -> LLMResponse:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         error = data.get("error")
         detail = error.get("message") if isinstance(error, dict) else None
-        raise ProviderError(
+        raise malformed(
             f"{name} answered without choices"
             + (f": {redact(str(detail))[:200]}" if detail else "")
-            + f" — fix: check providers.{name}.apiBase and agents.defaults.model"
+            + f" — fix: check providers.{name}.apiBase and agents.defaults.model",
+            name,
         )
     message = choices[0].get("message") or {}
     calls = []
@@ -105,13 +147,92 @@ def parse_response(data: dict, name: str = "openai") -> LLMResponse:
                 arguments=parse_arguments(function.get("arguments")),
             )
         )
-    finish = choices[0].get("finish_reason") or ("tool_calls" if calls else "stop")
-    if calls and finish == "stop":
-        finish = "tool_calls"  # some servers report "stop" alongside tool calls
     usage = data.get("usage") or {}
     return LLMResponse(
         content=_text(message.get("content")),
         tool_calls=calls,
-        finish_reason=str(finish),
+        finish_reason=normalise_finish(choices[0].get("finish_reason"), bool(calls)),
         usage=usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens")),
     )
+
+
+class OpenAIStream:
+    """Builds an LLMResponse from chat.completion.chunk events, passing text to on_delta.
+
+    Tool calls arrive as fragments keyed by "index" (id and name in the first, arguments
+    spread over many); a fragment without an index is a whole call (some servers send that).
+    """
+
+    def __init__(self, on_delta: Callable[[str], None], name: str) -> None:
+        self._on_delta = on_delta
+        self._name = name
+        self._text: list[str] = []
+        self._calls: dict[int, dict] = {}
+        self._finish: str | None = None
+        self._usage: dict = {}
+        self._done = False
+
+    def feed(self, event: str, data: str) -> None:
+        if data.strip() == "[DONE]":
+            self._done = True
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return  # a keep-alive or a line we do not understand
+        if not isinstance(chunk, dict):
+            return
+        if event == "error" or (chunk.get("error") and not chunk.get("choices")):
+            raise stream_error(chunk, self._name)
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        text = _text(delta.get("content"))
+        if text:
+            self._text.append(text)
+            self._on_delta(text)
+        for fragment in delta.get("tool_calls") or []:
+            if isinstance(fragment, dict):
+                self._add_fragment(fragment)
+        if choice.get("finish_reason"):
+            self._finish = str(choice["finish_reason"])
+
+    def _add_fragment(self, fragment: dict) -> None:
+        index = fragment.get("index")
+        if not isinstance(index, int):
+            index = len(self._calls)
+        slot = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        if fragment.get("id"):
+            slot["id"] = str(fragment["id"])
+        function = fragment.get("function") or {}
+        if function.get("name") and not slot["name"]:
+            slot["name"] = str(function["name"])
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            slot["arguments"] += arguments
+        elif arguments is not None:
+            slot["arguments"] = arguments
+
+    def result(self) -> LLMResponse:
+        if not self._done and self._finish is None:
+            raise unreachable_midway(self._name)
+        calls = [
+            ToolCall(
+                id=slot["id"] or f"call_{os.urandom(6).hex()}",
+                name=slot["name"],
+                arguments=parse_arguments(slot["arguments"]),
+            )
+            for _, slot in sorted(self._calls.items())
+            if slot["name"]
+        ]
+        usage = self._usage
+        return LLMResponse(
+            content="".join(self._text) if self._text else None,
+            tool_calls=calls,
+            finish_reason=normalise_finish(self._finish, bool(calls)),
+            usage=usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens")),
+        )

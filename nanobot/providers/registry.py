@@ -162,10 +162,19 @@ def select(cfg: Config) -> Selection:
 
 
 def make_provider(sel: Selection, **post_options) -> Provider:
-    """Build the provider for a Selection; post_options go to http.post_json (timeouts, retries)."""
+    """Build the provider for a Selection with providers.<name>'s timeout, connectTimeout,
+    stream and contextWindow; post_options override them and go to http.open_request."""
     spec, pc = sel.spec, sel.provider_cfg
     module, name = _KINDS[spec.kind].split(":")
     cls = getattr(importlib.import_module(module), name)
+    options = {
+        "timeout": (pc.connect_timeout, pc.timeout),
+        "stream": pc.stream,
+        "context_window": pc.context_window,
+        # Local servers say how large a context they run with; hosted APIs do not.
+        "probe_context": spec.is_local and spec.kind == "openai",
+        **post_options,
+    }
     return cls(
         spec.name,
         pc.api_base or spec.default_api_base,
@@ -173,5 +182,5 @@ def make_provider(sel: Selection, **post_options) -> Provider:
         pc.extra_headers,
         strip_prefix=spec.strip_prefix,
         keeps_vendor=spec.is_gateway and not spec.strip_prefix,
-        **post_options,
+        **options,
     )

@@ -16,10 +16,23 @@ Steps (each takes delay=seconds, slept before answering):
     tool_call(...) + tool_call(...)   several calls in one response (also tool_calls(a, b, text=))
     error(status, body=None, headers={"Retry-After": "1"})   an HTTP error in the API's shape
     drop()                            close the connection without answering
+    context_exceeded(style)           HTTP 400 "prompt too long" as openai/anthropic/llamacpp/vllm say it
 Steps are consumed in order; when the script is empty the responder set by respond_with(fn)
 answers (fn(request_json) -> Step or str), else `default` (reply("ok") unless given).
 `requests` lists RecordedRequest(path, headers, body, json); `max_concurrent` is the most
 requests ever in flight at once (for the gateway benchmark).
+
+Streaming: a request with "stream": true gets server-sent events in the API's own format
+(tests/fakes/llm_wire.py), text word by word and tool-call arguments in fragments;
+reply()/tool_call() take chunk_delay=seconds between events and cut_after=N to drop the
+connection after N events. Server options, like the servers people run:
+    ScriptedLLMServer(kind, streaming=False)      ignores "stream" and answers plain JSON
+    ScriptedLLMServer(kind, refuse_stream=True)   HTTP 400 for a streamed request
+    ScriptedLLMServer(kind, slots=1)              one generation at a time (llama.cpp -np 1):
+                                                  later requests wait for the slot
+    ScriptedLLMServer(kind, n_ctx=4096)           llama.cpp GET /props reports n_ctx
+    ScriptedLLMServer(kind, model_info={...})     merged into the GET /v1/models entry
+                                                  (e.g. {"max_model_len": 4096} like vLLM)
 """
 
 from __future__ import annotations
@@ -35,68 +48,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.fakes.llm_steps import (  # noqa: F401  (re-exported: tests import them from here)
+    Step,
+    context_exceeded,
+    drop,
+    error,
+    reply,
+    tool_call,
+    tool_calls,
+)
+from tests.fakes.llm_wire import (
+    anthropic_body,
+    anthropic_events,
+    error_body,
+    openai_body,
+    openai_events,
+)
+
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
-_ANTHROPIC_STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"}
-
-
-@dataclass
-class Step:
-    """One scripted answer. kind: "reply", "tool_calls", "error" or "drop"."""
-
-    kind: str
-    text: str | None = None
-    calls: list[tuple[str | None, str, dict | str]] = field(default_factory=list)
-    status: int = 200
-    body: dict | str | bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    finish_reason: str | None = None
-
-    def __add__(self, other: Step) -> Step:
-        return tool_calls(self, other)
-
-
-def reply(text: str = "ok", *, delay: float = 0.0, finish_reason: str = "stop") -> Step:
-    """A text answer; finish_reason uses OpenAI names ("stop", "length")."""
-    return Step("reply", text=text, delay=delay, finish_reason=finish_reason)
-
-
-def tool_call(
-    name: str,
-    args: dict | str | None = None,
-    id: str | None = None,
-    *,
-    text: str | None = None,
-    delay: float = 0.0,
-) -> Step:
-    """One tool call (id generated when None); a str args is sent verbatim (invalid JSON tests)."""
-    return Step(
-        "tool_calls", text=text, calls=[(id, name, {} if args is None else args)], delay=delay
-    )
-
-
-def tool_calls(*steps: Step, text: str | None = None, delay: float = 0.0) -> Step:
-    """Several tool calls in one response, from tool_call() steps."""
-    calls = [c for s in steps for c in s.calls]
-    text = text if text is not None else next((s.text for s in steps if s.text), None)
-    delay = max([delay, *(s.delay for s in steps)])
-    return Step("tool_calls", text=text, calls=calls, delay=delay)
-
-
-def error(
-    status: int = 500,
-    body: dict | str | bytes | None = None,
-    headers: dict[str, str] | None = None,
-    *,
-    delay: float = 0.0,
-) -> Step:
-    """An HTTP answer with this status; body None → the API's own error JSON shape."""
-    return Step("error", status=status, body=body, headers=dict(headers or {}), delay=delay)
-
-
-def drop(*, delay: float = 0.0) -> Step:
-    """Read the request, then close the connection without a response."""
-    return Step("drop", delay=delay)
 
 
 @dataclass
@@ -155,10 +124,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.llm._handle(self)
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/v1/models":
-            self.server.llm._send(self, 200, {}, {"object": "list", "data": [{"id": "scripted"}]})
+        llm = self.server.llm
+        path = self.path.split("?")[0].rstrip("/")
+        if path == "/v1/models":
+            entry = {"id": "scripted", "object": "model", **llm.model_info}
+            llm._send(self, 200, {}, {"object": "list", "data": [entry]})
+        elif path == "/props" and llm.n_ctx:
+            settings = {"n_ctx": llm.n_ctx, "params": {"n_predict": -1}}
+            props = {"default_generation_settings": settings, "total_slots": llm.slots or 1}
+            llm._send(self, 200, {}, props)
         else:
-            self.server.llm._send(self, 404, {}, {"error": {"message": f"no GET {self.path}"}})
+            llm._send(self, 404, {}, {"error": {"message": f"no GET {self.path}"}})
 
 
 class ScriptedLLMServer:
@@ -170,11 +146,22 @@ class ScriptedLLMServer:
         *,
         default: Step | None = None,
         steps: list[Step] | None = None,
+        streaming: bool = True,
+        refuse_stream: bool = False,
+        slots: int = 0,
+        n_ctx: int = 0,
+        model_info: dict | None = None,
     ) -> None:
         if kind not in PATHS:
             raise ValueError(f"kind must be one of {sorted(PATHS)}, not {kind!r}")
         self.kind = kind
         self.default = default or reply("ok")
+        self.streaming = streaming
+        self.refuse_stream = refuse_stream
+        self.slots = slots
+        self.n_ctx = n_ctx
+        self.model_info = dict(model_info or {})
+        self._slot = threading.Semaphore(slots) if slots else None
         self.errors: list[str] = []  # exceptions raised by a respond_with callable
         self.max_concurrent = 0
         self.in_flight = 0
@@ -291,18 +278,67 @@ class ScriptedLLMServer:
                 )
                 self._send(handler, 404, {}, {"error": {"message": message}})
                 return
-            step = self._next_step(data)
-            if step.delay:
-                time.sleep(step.delay)
-            if step.kind == "drop":
+            streamed = bool((data or {}).get("stream"))
+            if streamed and self.refuse_stream:
+                message = "stream is not supported by this server"
+                self._send(handler, 400, {}, {"error": {"message": message, "code": 400}})
+                return
+            if self._slot is not None:
+                self._slot.acquire()  # a single-slot server: wait behind the running answer
+            try:
+                self._answer(handler, self._next_step(data), data or {}, len(raw), streamed)
+            finally:
+                if self._slot is not None:
+                    self._slot.release()
+        finally:
+            self._leave()
+
+    def _answer(
+        self, handler: _Handler, step: Step, data: dict, request_bytes: int, streamed: bool
+    ) -> None:
+        if step.delay:
+            time.sleep(step.delay)
+        if step.kind == "drop":
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if streamed and self.streaming and step.kind in ("reply", "tool_calls"):
+            self._leave()
+            self._send_stream(handler, step, self._events(step, data, request_bytes))
+            return
+        body = self._body(step, data, request_bytes)
+        self._leave()  # before answering: the client may look at in_flight as soon as it reads
+        self._send(handler, step.status, step.headers, body)
+
+    def _events(self, step: Step, request: dict, request_bytes: int) -> list[bytes]:
+        model = request.get("model") or "scripted"
+        usage = (request_bytes // 4, len(step.text or "") // 4 + 10 * len(step.calls))
+        n = next(self._ids)
+        if self.kind == "anthropic":
+            return anthropic_events(step, model, usage, n)
+        with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        return openai_events(step, model, usage, n, with_usage)
+
+    def _send_stream(self, handler: _Handler, step: Step, events: list[bytes]) -> None:
+        """Events as a chunked text/event-stream, chunk_delay apart; cut_after drops the line."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Transfer-Encoding", "chunked")
+        for name, value in step.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        for i, event in enumerate(events):
+            if step.cut_after is not None and i >= step.cut_after:
                 handler.close_connection = True
                 handler.connection.shutdown(socket.SHUT_RDWR)
                 return
-            body = self._body(step, data or {}, len(raw))
-            self._leave()  # before answering: the client may look at in_flight as soon as it reads
-            self._send(handler, step.status, step.headers, body)
-        finally:
-            self._leave()
+            if i and step.chunk_delay:
+                time.sleep(step.chunk_delay)
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            handler.wfile.flush()
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
 
     def _leave(self) -> None:
         """Mark this request as no longer in flight (once, however often it is called)."""
@@ -333,70 +369,10 @@ class ScriptedLLMServer:
 
     def _body(self, step: Step, request: dict, request_bytes: int) -> dict | str | bytes:
         if step.kind == "error":
-            return step.body if step.body is not None else self._error_body(step.status)
+            return step.body if step.body is not None else error_body(self.kind, step.status)
         model = request.get("model") or "scripted"
         usage = (request_bytes // 4, len(step.text or "") // 4 + 10 * len(step.calls))
         n = next(self._ids)
         if self.kind == "anthropic":
-            return self._anthropic_body(step, model, usage, n)
-        return self._openai_body(step, model, usage, n)
-
-    def _openai_body(self, step: Step, model: str, usage: tuple[int, int], n: int) -> dict:
-        message: dict = {"role": "assistant", "content": step.text}
-        if step.calls:
-            message["tool_calls"] = [
-                {
-                    "id": cid or f"call_{n}_{i}",
-                    "type": "function",
-                    "function": {
-                        "name": name,
-                        "arguments": args if isinstance(args, str) else json.dumps(args),
-                    },
-                }
-                for i, (cid, name, args) in enumerate(step.calls)
-            ]
-        finish = "tool_calls" if step.calls else (step.finish_reason or "stop")
-        return {
-            "id": f"chatcmpl-scripted{n}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-            ],
-            "usage": {
-                "prompt_tokens": usage[0],
-                "completion_tokens": usage[1],
-                "total_tokens": sum(usage),
-            },
-        }
-
-    def _anthropic_body(self, step: Step, model: str, usage: tuple[int, int], n: int) -> dict:
-        content: list[dict] = []
-        if step.text is not None:
-            content.append({"type": "text", "text": step.text})
-        for i, (cid, name, args) in enumerate(step.calls):
-            content.append(
-                {"type": "tool_use", "id": cid or f"toolu_{n}_{i}", "name": name, "input": args}
-            )
-        finish = "tool_calls" if step.calls else (step.finish_reason or "stop")
-        return {
-            "id": f"msg_scripted{n}",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": _ANTHROPIC_STOP.get(finish, finish),
-            "stop_sequence": None,
-            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
-        }
-
-    def _error_body(self, status: int) -> dict:
-        message = f"scripted error {status}"
-        if self.kind == "anthropic":
-            kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(
-                status, "api_error" if status >= 500 else "invalid_request_error"
-            )
-            return {"type": "error", "error": {"type": kind, "message": message}}
-        kind = "server_error" if status >= 500 else "invalid_request_error"
-        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+            return anthropic_body(step, model, usage, n)
+        return openai_body(step, model, usage, n)
