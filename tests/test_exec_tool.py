@@ -272,7 +272,7 @@ class ArgvSandbox:
     def wrap(self, argv, cwd, env):
         self.calls.append((list(argv), cwd, dict(env)))
         env = dict(env, SANDBOXED="yes")
-        return ["/usr/bin/env", "-u", "NANOBOT_TEST_VISIBLE", *argv], env
+        return ["/usr/bin/env", "-u", "NANOBOT_TEST_VISIBLE", *argv], env, []
 
     def explain(self, returncode, output):
         return "Note: the sandbox refused a write." if "Read-only" in output else None
@@ -309,11 +309,43 @@ def test_required_sandbox_missing_fails_closed(dirs, caplog):
 
 def test_unstartable_program_is_an_error(dirs):
     class BrokenSandbox:
-        def wrap(self, argv, cwd, env):
-            return ["/nonexistent/bwrap", *argv], env
+        def __init__(self):
+            self.fds = []
 
-    result = run(make(dirs, sandbox=BrokenSandbox()), "true")
+        def wrap(self, argv, cwd, env):
+            r, w = os.pipe()
+            os.close(w)
+            self.fds.append(r)
+            return ["/nonexistent/bwrap", *argv], env, [r]
+
+    sandbox = BrokenSandbox()
+    result = run(make(dirs, sandbox=sandbox), "true")
     assert result.text.startswith("Error: could not start the command")
+    with pytest.raises(OSError):  # the descriptor meant for the child was closed all the same
+        os.fstat(sandbox.fds[0])
+
+
+def test_descriptors_from_the_sandbox_reach_the_child_and_are_closed(dirs):
+    """How the seccomp program reaches bwrap: a descriptor inherited by the child."""
+
+    class FdSandbox:
+        fds: list[int] = []
+
+        def wrap(self, argv, cwd, env):
+            r, w = os.pipe()
+            os.write(w, b"from the sandbox")
+            os.close(w)
+            self.fds.append(r)
+            return ["/bin/sh", "-c", f"cat /dev/fd/{r}"], env, [r]
+
+        def explain(self, returncode, output):
+            return None
+
+    sandbox = FdSandbox()
+    tool = make(dirs, sandbox=sandbox)
+    assert run(tool, "true").text == "from the sandbox"
+    with pytest.raises(OSError):
+        os.fstat(sandbox.fds[0])
 
 
 def test_no_descriptor_leak(dirs):

@@ -78,10 +78,20 @@ def secret_env() -> dict[str, str]:
 
 
 def run_in(sb, command: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess:
-    argv, env = sb.wrap(["/bin/sh", "-c", command], cwd=cwd, env=secret_env())
-    return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout, start_new_session=True
-    )
+    argv, env, fds = sb.wrap(["/bin/sh", "-c", command], cwd=cwd, env=secret_env())
+    try:
+        return subprocess.run(
+            argv,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+            pass_fds=fds,
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # --- choosing a sandbox ------------------------------------------------------------------
@@ -90,8 +100,8 @@ def run_in(sb, command: str, cwd: Path, timeout: float = 30) -> subprocess.Compl
 def test_none_mode_is_identity(tmp_path):
     sb = make_sandbox(ExecConfig(sandbox="none"), tmp_path, tmp_path / "h")
     assert isinstance(sb, NoSandbox) and sb.name == "none"
-    argv, env = sb.wrap(["/bin/sh", "-c", "true"], cwd=tmp_path, env={"A": "1"})
-    assert argv == ["/bin/sh", "-c", "true"] and env == {"A": "1"}
+    argv, env, fds = sb.wrap(["/bin/sh", "-c", "true"], cwd=tmp_path, env={"A": "1"})
+    assert argv == ["/bin/sh", "-c", "true"] and env == {"A": "1"} and fds == []
     assert sb.explain(1, "Read-only file system") is None
 
 
@@ -335,8 +345,14 @@ def test_killing_the_process_group_ends_the_whole_sandbox(lay):
     """What ExecTool does on timeout: SIGKILL bwrap's group; children in the sandbox die too."""
     sb = BwrapSandbox(lay.workspace, lay.home)
     n = 7000 + os.getpid() % 1000
-    argv, env = sb.wrap(["/bin/sh", "-c", f"sleep {n} & echo up; sleep {n + 1}"], lay.workspace, {})
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, start_new_session=True)
+    argv, env, fds = sb.wrap(
+        ["/bin/sh", "-c", f"sleep {n} & echo up; sleep {n + 1}"], lay.workspace, {}
+    )
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, start_new_session=True, pass_fds=fds
+    )
+    for fd in fds:
+        os.close(fd)
     assert proc.stdout.readline() == b"up\n"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=5)
@@ -386,8 +402,10 @@ def test_explain_is_silent_on_ordinary_output(lay):
     assert sb.explain(1, f"sh: 1: cannot create {lay.workspace}/x: Permission denied") is None
     outside = run_in(sb, "cd /nonexistent-dir", lay.workspace)
     assert outside.returncode != 0 and sb.explain(1, outside.stderr) is None
-    argv, env = sb.wrap(["true"], cwd=Path("/nonexistent-dir"), env={})
-    setup = subprocess.run(argv, env=env, capture_output=True, text=True)
+    argv, env, fds = sb.wrap(["true"], cwd=Path("/nonexistent-dir"), env={})
+    setup = subprocess.run(argv, env=env, capture_output=True, text=True, pass_fds=fds)
+    for fd in fds:
+        os.close(fd)
     assert setup.returncode != 0
     assert "could not start" in sb.explain(setup.returncode, setup.stderr)
 
@@ -425,10 +443,16 @@ def test_works_as_an_unprivileged_user(unprivileged):
         f"id -un; echo ok > {lay.workspace}/made; cat {lay.home}/config.json; "
         f"rm -rf {lay.outside} {lay.host_tmp}; cat /proc/1/environ; env"
     )
-    argv, env = sb.wrap(["/bin/sh", "-c", command], cwd=lay.workspace, env=secret_env())
+    argv, env, fds = sb.wrap(["/bin/sh", "-c", command], cwd=lay.workspace, env=secret_env())
     done = subprocess.run(
-        ["runuser", "-u", TEST_USER, "--", *argv], env=env, capture_output=True, text=True
+        ["runuser", "-u", TEST_USER, "--", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        pass_fds=fds,
     )
+    for fd in fds:
+        os.close(fd)
     assert done.stdout.startswith(f"{TEST_USER}\n"), done.stderr
     assert (lay.workspace / "made").read_text() == "ok\n"
     assert SECRET not in done.stdout + done.stderr and TOKEN not in done.stdout

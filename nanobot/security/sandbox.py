@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from nanobot.errors import ConfigError, SandboxUnavailable
+from nanobot.security.seccomp import Unsupported, program_fd
+from nanobot.security.seccomp import build as seccomp_program
 
 if TYPE_CHECKING:
     from nanobot.config.schema import ExecConfig
@@ -47,8 +49,12 @@ class Sandbox(Protocol):
 
     def wrap(
         self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
-    ) -> tuple[list[str], dict[str, str]]:
-        """Return the argv and the environment to run instead of (argv, env) in cwd."""
+    ) -> tuple[list[str], dict[str, str], list[int]]:
+        """(argv, environment, descriptors) to run instead of (argv, env) in cwd.
+
+        The child must inherit the descriptors (pass_fds); the caller closes them once the child
+        has started, or when it does not start it.
+        """
         ...
 
     def _writable(self, path: Path) -> bool:
@@ -68,8 +74,8 @@ class NoSandbox:
 
     def wrap(
         self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
-    ) -> tuple[list[str], dict[str, str]]:
-        return list(argv), dict(env)
+    ) -> tuple[list[str], dict[str, str], list[int]]:
+        return list(argv), dict(env), []
 
     def _writable(self, path: Path) -> bool:
         """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
@@ -90,7 +96,7 @@ class RequiredSandboxMissing:
 
     def wrap(
         self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
-    ) -> tuple[list[str], dict[str, str]]:
+    ) -> tuple[list[str], dict[str, str], list[int]]:
         raise SandboxUnavailable(
             f'tools.exec.sandbox is "bwrap" but bubblewrap cannot run here ({self.reason}). '
             f"Install it ({INSTALL_HINT}) and allow user namespaces, or set tools.exec.sandbox "
@@ -182,8 +188,13 @@ class BwrapSandbox:
         extra_rw_binds: Iterable[str | Path] = (),
         *,
         bwrap: str | None = None,
+        seccomp: bool = True,
     ) -> None:
-        """Raises ConfigError when the workspace is NANOBOT_HOME or an extra bind would show it."""
+        """Raises ConfigError when the workspace is NANOBOT_HOME or an extra bind would show it.
+
+        seccomp: load the filter of nanobot.security.seccomp into every command (a machine
+        without a syscall table for it runs without, with one WARNING).
+        """
         self.workspace = Path(workspace).expanduser().resolve()
         self.home = Path(home).expanduser().resolve()
         self.network = network
@@ -197,6 +208,12 @@ class BwrapSandbox:
         self.rw_binds = [self._check_bind(p, "extraRwBinds") for p in extra_rw_binds]
         self.bwrap = bwrap or find_bwrap() or "bwrap"
         self._harden = _probe(self.bwrap)[2] if os.path.isabs(self.bwrap) else False
+        self._seccomp: bytes | None = None
+        if seccomp:
+            try:
+                self._seccomp = seccomp_program(network)
+            except Unsupported as exc:
+                log.warning("exec sandbox runs without its seccomp filter: %s", exc)
 
     def _check_bind(self, raw: str | Path, key: str) -> Path:
         path = Path(raw).expanduser()
@@ -217,15 +234,20 @@ class BwrapSandbox:
 
     def wrap(
         self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
-    ) -> tuple[list[str], dict[str, str]]:
-        """bwrap argv around argv, and an allowlisted environment for bwrap itself.
+    ) -> tuple[list[str], dict[str, str], list[int]]:
+        """bwrap argv around argv, an allowlisted environment for bwrap itself, and the
+        descriptor of this run's seccomp program (see Sandbox.wrap).
 
         bwrap gets the reduced environment too: the sandbox's PID 1 is bwrap, and its
         /proc/1/environ would otherwise show the caller's variables (API keys included).
         """
         where = Path(cwd).resolve()
         box_env = self._env(where, env)
-        return [*self._argv(where, box_env), "--", *argv], box_env
+        argv = [*self._argv(where, box_env), "--", *argv]
+        if self._seccomp is None:
+            return argv, box_env, []
+        fd = program_fd(self._seccomp)
+        return [argv[0], "--seccomp", str(fd), *argv[1:]], box_env, [fd]
 
     def _env(self, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
         out = {k: env[k] for k in PASSED_ENV if env.get(k)}
@@ -296,6 +318,12 @@ class BwrapSandbox:
             return f"it could not start the command ({line[7:].strip()})"
         if not self.network and any(e in line for e in _NET_ERRORS):
             return "the network is off (tools.exec.network is false)"
+        if not self.network and "Operation not permitted" in line:
+            # the seccomp filter refuses inet sockets with EPERM when the network is off
+            return (
+                "the network is off (tools.exec.network is false), or the command made a "
+                "system call the sandbox blocks"
+            )
         paths = [Path(os.path.normpath(p)) for p in _PATH_RE.findall(line)]
         outside = [p for p in paths if not self._writable(p)]
         if "No such file or directory" in line and any(_inside(p, self.home) for p in outside):

@@ -122,10 +122,10 @@ class ExecTool:
         except PathRefused as exc:
             log.warning("ExecTool: working_dir refused: %s", exc)
             return ToolResult.error(str(exc), REFUSED_BY_PATH_POLICY)
-        argv, env = ["/bin/sh", "-c", command], child_env()
+        argv, env, fds = ["/bin/sh", "-c", command], child_env(), []
         if self.sandbox is not None:
             try:
-                argv, env = self.sandbox.wrap(argv, cwd=cwd, env=env)
+                argv, env, fds = self.sandbox.wrap(argv, cwd=cwd, env=env)
             except SandboxUnavailable as exc:
                 log.error("ExecTool: %s", exc)
                 return ToolResult.error(
@@ -135,7 +135,7 @@ class ExecTool:
                 )
         started = time.monotonic()
         try:
-            raw, rc, timed_out, truncated = await self._run(argv, cwd, env)
+            raw, rc, timed_out, truncated = await self._run(argv, cwd, env, fds)
         except OSError as exc:
             log.warning("ExecTool: could not start: %s", exc)
             return ToolResult.error(f"could not start the command: {exc.strerror or exc}")
@@ -143,9 +143,10 @@ class ExecTool:
         return self._result(raw, rc, timed_out, truncated)
 
     async def _run(
-        self, argv: list[str], cwd: Path, env: dict[str, str]
+        self, argv: list[str], cwd: Path, env: dict[str, str], fds: list[int] = ()
     ) -> tuple[str, int | None, bool, bool]:
-        """Run argv; returns (output, returncode, timed_out, truncated). Nothing outlives it."""
+        """Run argv (inheriting fds, which are closed here); returns (output, returncode,
+        timed_out, truncated). Nothing outlives it."""
         loop = asyncio.get_running_loop()
         # Our own pipe (not asyncio's PIPE) so we can stop reading when the main process exits
         # even if a background child still holds the write end open.
@@ -159,12 +160,15 @@ class ExecTool:
                 stdout=write_fd,
                 stderr=write_fd,
                 start_new_session=True,
+                pass_fds=fds,
             )
         except OSError:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
+            for fd in fds:
+                os.close(fd)
         stream = asyncio.StreamReader()
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(read_fd, "rb", buffering=0)
