@@ -15,6 +15,7 @@ log = logging.getLogger("nanobot.channels")
 # channel name → "module:Class"; a channel missing here cannot be enabled.
 CHANNELS = {
     "telegram": "nanobot.channels.telegram.channel:TelegramChannel",
+    "whatsapp": "nanobot.channels.whatsapp:WhatsAppChannel",
 }
 
 

@@ -111,6 +111,7 @@ class WhatsAppConfig:
     bridge_token: str = _f("", secret=True)
     allow_from: list[str] = _f(factory=list)
     manage_bridge: bool = True  # the gateway runs the Node.js bridge as its child
+    manage_bridge: bool = True  # the gateway runs the Node.js bridge as its child
 
 
 @dataclass

@@ -67,12 +67,21 @@ def _wa_entry_number(entry: str) -> str | None:
 
 
 def _whatsapp(sender: str, allow_from: list[str]) -> bool:
-    """The phone number, with or without +, as digits; other JIDs (lid, groups) only verbatim."""
-    number = _wa_sender_number(sender)
+    """The phone number, with or without +, as digits; other JIDs (lid, groups) only verbatim.
+
+    A LID the bridge resolved arrives as "PHONE_JID|LID": it matches its phone number or, as
+    written, the LID ("123@lid"). An unresolved LID matches only that explicit LID entry.
+    """
+    phone, sep, lid = sender.partition("|")
+    number = _wa_sender_number(phone)
+    if sep and (number is None or not lid.endswith("@lid") or "|" in lid):
+        return False
     for entry in allow_from:
         if number is not None and _wa_entry_number(entry) == number:
             return True
-        if number is None and entry.strip() == sender:
+        if number is None and entry.strip() == phone:
+            return True
+        if lid and entry.strip() == lid:
             return True
     return False
 
