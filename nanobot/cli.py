@@ -21,6 +21,7 @@ COMMANDS = {
     "gateway": ("nanobot.commands.gateway", "run the channels, the agent and the local HTTP API"),
     "doctor": ("nanobot.commands.doctor", "run the security checklist (--fix repairs modes)"),
     "audit": ("nanobot.commands.audit", "verify the audit trail or show recent events"),
+    "channels": ("nanobot.commands.channels", "link WhatsApp (login) and show channel status"),
 }
 
 

@@ -154,3 +154,39 @@ def test_kill_9_of_the_gateway_then_each_message_answered_once(nb, llm, bridge, 
     time.sleep(2)
     counts = Counter(texts(bridge, ALICE_JID))
     assert counts == Counter([f"echo: pending {i}" for i in range(3)] + ["echo: while down"])
+
+
+def test_channels_status_shows_reachability_and_link_state(nb, llm, bridge):
+    nb.write_config(config(llm, bridge))
+    out = nb.run("channels", "status")
+    assert out.returncode == 0, out.stderr
+    assert "whatsapp: enabled, 2 allowed senders" in out.stdout
+    assert "link:    open as +15550000000" in out.stdout
+    nb.write_config(config(llm, bridge, token="wrong-token-0123456789abcdef"))
+    assert "refused the token (4001)" in nb.run("channels", "status").stdout
+    bridge.kill()
+    assert "bridge unreachable" in nb.run("channels", "status").stdout
+    assert TOKEN not in out.stdout + out.stderr
+
+
+def test_the_gateway_runs_and_restarts_a_managed_bridge(nb, llm, start):
+    probe = BridgeProcess(TOKEN)  # only for its port, fake-WhatsApp dir and helpers
+    try:
+        nb.chown(probe.dir)
+        cfg = config(llm, probe, manageBridge=True)
+        nb.write_config(cfg)
+        gw = GatewayProcess(nb, env={"BRIDGE_FAKE_WHATSAPP": str(probe.dir)}).wait_ready()
+        try:
+            wait_for(lambda: connected(nb), what="the managed bridge")
+            probe.inject(text_message("G1", ALICE_JID, "managed"))
+            probe.wait_sent(1)
+            assert texts(probe, ALICE_JID) == ["echo: managed"]
+            auth = nb.path / "whatsapp-auth"
+            assert auth.stat().st_mode & 0o777 == 0o700
+            assert all(p.stat().st_mode & 0o777 == 0o600 for p in auth.iterdir())
+        finally:
+            gw.signal(signal.SIGTERM)
+            assert gw.wait(30) == 0
+        assert "WhatsApp bridge started" in nb.log_text()
+    finally:
+        probe.cleanup()
