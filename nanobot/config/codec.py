@@ -10,6 +10,7 @@ import typing
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
+from nanobot.config.compat import Leftovers
 from nanobot.errors import ConfigError
 
 _REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -27,10 +28,15 @@ def _type_name(value) -> str:
 
 
 class Decoder:
-    """One decode pass over a config file; collects warnings, raises ConfigError on the first error."""
+    """One decode pass over a config file; collects warnings, raises ConfigError on the first error.
+
+    null means "not set" (the default applies), as nanobot writes it; so does "" for a key with
+    fixed choices. Settings of nanobot features we lack go to `leftovers` (config.compat).
+    """
 
     def __init__(self, source: Path) -> None:
         self.source = source
+        self.leftovers = Leftovers()
         self.warnings: list[str] = []
         self.secrets: list[str] = []
         self.literal_secrets: list[str] = []
@@ -50,12 +56,16 @@ class Decoder:
             f = by_key.get(key)
             sub = f"{path}.{key}" if path else key
             if f is None:
+                if self.leftovers.take(path, key, value, self.fail):
+                    continue
                 close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
                 hint = (
                     f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(by_key)}"
                 )
                 self.warnings.append(f"unknown config key '{sub}' in {self.source} ignored; {hint}")
                 continue
+            if value is None or (value == "" and f.metadata.get("choices")):
+                continue  # not set: the default applies
             kwargs[f.name] = self.value(hints[f.name], value, sub, dict(f.metadata))
         return cls(**kwargs)
 
@@ -67,7 +77,9 @@ class Decoder:
             if not isinstance(value, list):
                 self.fail(path, f"expected a list, got {_type_name(value)}", 'write it as ["…"]')
             return [
-                self.scalar(str, v, f"{path}[{i}]", meta, lenient=True) for i, v in enumerate(value)
+                self.scalar(str, v, f"{path}[{i}]", meta, lenient=True)
+                for i, v in enumerate(value)
+                if v is not None
             ]
         if origin is dict:
             if not isinstance(value, dict):
@@ -76,7 +88,11 @@ class Decoder:
                     f"expected an object, got {_type_name(value)}",
                     'write it as {"Name": "value"}',
                 )
-            return {str(k): self.scalar(str, v, f"{path}.{k}", meta) for k, v in value.items()}
+            return {
+                str(k): self.scalar(str, v, f"{path}.{k}", meta)
+                for k, v in value.items()
+                if v is not None
+            }
         if isinstance(tp, types.UnionType):
             raise TypeError(f"unsupported schema type at {path}")
         return self.scalar(tp, value, path, meta)

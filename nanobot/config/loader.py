@@ -86,11 +86,19 @@ def _move_aliases(data: dict, dec: Decoder) -> None:
 
 
 def _mode_warnings(path: Path, exists: bool) -> list[str]:
+    """Loose modes, each with the fix for that file or folder. Only NANOBOT_HOME itself is ever
+    advised a chmod 700; a config kept in another folder (say /tmp) is advised to move."""
     out = []
-    home = path.parent
-    if home.exists() and stat.S_IMODE(home.stat().st_mode) & 0o077:
+    home = paths.home()
+    folder = path.parent
+    if folder == home and home.exists() and stat.S_IMODE(home.stat().st_mode) & 0o077:
         mode = oct(stat.S_IMODE(home.stat().st_mode))[2:]
         out.append(f"{home} is accessible by group/others (mode {mode}); run: chmod 700 {home}")
+    elif folder != home and exists and stat.S_IMODE(folder.stat().st_mode) & 0o022:
+        out.append(
+            f"{path} is in {folder}, which others can write to (they could replace it); "
+            f"move it into {home}: mv {path} {home / 'config.json'}"
+        )
     if exists and stat.S_IMODE(path.stat().st_mode) & 0o077:
         mode = oct(stat.S_IMODE(path.stat().st_mode))[2:]
         out.append(f"{path} is readable by group/others (mode {mode}); run: chmod 600 {path}")
@@ -134,7 +142,7 @@ def load_config(path: Path | None = None) -> tuple[Config, LoadInfo]:
     info = LoadInfo(
         path,
         exists,
-        warnings=dec.warnings + modes,
+        warnings=dec.warnings + dec.leftovers.warnings(path) + modes,
         permission_warnings=modes,
         literal_secrets=dec.literal_secrets,
         secrets=dec.secrets,

@@ -111,7 +111,6 @@ class WhatsAppConfig:
     bridge_token: str = _f("", secret=True)
     allow_from: list[str] = _f(factory=list)
     manage_bridge: bool = True  # the gateway runs the Node.js bridge as its child
-    manage_bridge: bool = True  # the gateway runs the Node.js bridge as its child
 
 
 @dataclass
@@ -141,6 +140,8 @@ class EmailConfig:
 
 @dataclass
 class ChannelsConfig:
+    send_progress: bool = True  # show the reply growing while it is written (nanobot's key)
+    send_tool_hints: bool = False  # short "⚙ exec: …" lines for tool steps (nanobot's key)
     telegram: TelegramConfig = _f(factory=TelegramConfig)
     whatsapp: WhatsAppConfig = _f(factory=WhatsAppConfig)
     email: EmailConfig = _f(factory=EmailConfig)
