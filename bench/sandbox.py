@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nanobot.config.schema import ExecConfig  # noqa: E402
+from nanobot.security.pathpolicy import PathPolicy  # noqa: E402
 from nanobot.security.sandbox import BwrapSandbox, NoSandbox, bwrap_status  # noqa: E402
 from nanobot.tools.base import ToolContext  # noqa: E402
 from nanobot.tools.shell import ExecTool  # noqa: E402
@@ -55,8 +56,10 @@ def main() -> int:
         workspace.mkdir(parents=True)
         cfg = ExecConfig()
         tools = {
-            "none": ExecTool(workspace, cfg, True, home, sandbox=NoSandbox()),
-            "bwrap": ExecTool(workspace, cfg, True, home, sandbox=BwrapSandbox(workspace, home)),
+            "none": ExecTool(PathPolicy(workspace, True, home), cfg, NoSandbox()),
+            "bwrap": ExecTool(
+                PathPolicy(workspace, True, home), cfg, BwrapSandbox(workspace, home)
+            ),
         }
         # The same tool with a sandbox that loads no filter: what seccomp alone costs.
         plain = copy.copy(tools["bwrap"])

@@ -8,16 +8,18 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import re
 import secrets
 import socket
 import socketserver
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from nanobot.channels.request import Refused, RequestChannel
 from nanobot.config.schema import GatewayConfig
 from nanobot.errors import NanobotError
 
@@ -56,20 +58,21 @@ class _Refusal(Exception):
 class LocalAPI:
     """Serves GET /healthz and POST /v1/chat/completions on cfg.host:cfg.port from a daemon thread.
 
-    run_turn(session_name, text) -> reply is awaited on `loop` (which must be running in another
-    thread than the caller of the API); health() -> {"status", "channels"} must hold no secrets.
-    The chat API needs cfg.token (Authorization: Bearer …); without one it answers 403.
+    Each chat request is one message on `channel` (the route: rate limit per `user`, audit,
+    durable inbox), awaited on `loop` (running in another thread than the API's);
+    health() -> {"status", "channels"} must hold no secrets. The chat API needs cfg.token
+    (Authorization: Bearer …); without one it answers 403.
     """
 
     def __init__(
         self,
         cfg: GatewayConfig,
         loop: asyncio.AbstractEventLoop,
-        run_turn: Callable[[str, str], Awaitable[str]],
+        channel: RequestChannel,
         health: Callable[[], dict],
         turn_timeout: float = TURN_TIMEOUT,
     ) -> None:
-        self.cfg, self.loop, self.run_turn, self.health = cfg, loop, run_turn, health
+        self.cfg, self.loop, self.channel, self.health = cfg, loop, channel, health
         self.turn_timeout = turn_timeout
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -320,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _run_turn(self, session: str, text: str) -> str:
         api = self.server.api
-        coro = api.run_turn(session, text)
+        coro = api.channel.ask(session, session, text)
         try:
             fut = asyncio.run_coroutine_threadsafe(coro, api.loop)
         except RuntimeError:  # the loop is closed: the gateway is going away
@@ -332,12 +335,20 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refusal(504, "the turn took too long and was cancelled; try again", "allowed")
         try:
             reply = fut.result()
-            if not isinstance(reply, str):
-                raise TypeError(f"run_turn returned {type(reply).__name__}, not str")
+        except Refused as r:
+            raise _rate_limited(r) from None
         except Exception:  # boundary: a failing turn must answer, not kill the thread
             log.exception("local API: turn for http:%s failed", session)
             raise _Refusal(500, "the turn failed; see the gateway log", "allowed") from None
         return reply
+
+
+def _rate_limited(r: Refused) -> _Refusal:
+    if r.verdict.reason != "rate_limited":
+        return _Refusal(503, f"the message was not taken ({r.verdict.reason})", "rejected")
+    wait = max(1, math.ceil(r.verdict.retry_after or 1))
+    message = f"too many requests for this user; retry after {wait} s (security.rateLimit)"
+    return _Refusal(429, message, "rate_limited", [("Retry-After", str(wait))])
 
 
 def _bearer(values: list[str]) -> bytes | None:

@@ -3,28 +3,46 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from nanobot import paths
+from nanobot import paths, workers
 from nanobot.agent.context import ContextBuilder
 from nanobot.agent.loop import Agent
 from nanobot.agent.sessions import SessionStore
+from nanobot.agent.workspace import ensure_workspace
 from nanobot.config.loader import LoadInfo, workspace_path
-from nanobot.config.schema import Config
-from nanobot.tools.registry import ToolRegistry
+from nanobot.config.schema import Config, ExecConfig
+from nanobot.security.pathpolicy import PathPolicy
+from nanobot.security.sandbox import Sandbox, make_sandbox
+from nanobot.tools.table import Services, build_tools
 
 log = logging.getLogger("nanobot")
 
 
-def ensure_workspace(cfg: Config):
-    """The workspace folder exists (0700 when we create it) and has its bootstrap files."""
-    ws = workspace_path(cfg)
-    if not ws.exists():
-        from nanobot.commands.onboard import write_templates
+class LazySandbox:
+    """The configured sandbox, chosen on the first command: probing bubblewrap starts
+    processes, which a conversation that never runs a command should not pay for."""
 
-        paths.ensure_dir(ws)
-        write_templates(ws)
-    return ws
+    def __init__(self, exec_cfg: ExecConfig, workspace: Path, home: Path) -> None:
+        self._args = (exec_cfg, workspace, home)
+        self._real: Sandbox | None = None
+
+    @property
+    def real(self) -> Sandbox:
+        if self._real is None:
+            self._real = make_sandbox(*self._args)
+        return self._real
+
+    @property
+    def name(self) -> str:
+        return self.real.name
+
+    def wrap(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]):
+        return self.real.wrap(argv, cwd, env)
+
+    def explain(self, returncode: int | None, output: str) -> str | None:
+        return self.real.explain(returncode, output)
 
 
 def record_start_warnings(info: LoadInfo) -> None:
@@ -40,40 +58,24 @@ def record_start_warnings(info: LoadInfo) -> None:
 def build_agent(cfg: Config, info: LoadInfo) -> Agent:
     from nanobot.providers.registry import make_provider, select
     from nanobot.security.audit import configure_audit
-    from nanobot.security.pathpolicy import PathPolicy
-    from nanobot.security.ratelimit import ToolCallLimiter
-    from nanobot.security.sandbox import make_sandbox
-    from nanobot.tools.files import EditFileTool, ListDirTool, ReadFileTool, WriteFileTool
-    from nanobot.tools.shell import ExecTool
 
     configure_audit(cfg)
     record_start_warnings(info)
     selection = select(cfg)
     log.info("provider: %s", selection.reason)
-    ws = ensure_workspace(cfg)
-    restrict = cfg.tools.restrict_to_workspace
+    ws = workspace_path(cfg)
+    ensure_workspace(ws)
     home = paths.home()
-    policy = PathPolicy(ws, restrict, home)
-    sandbox = make_sandbox(cfg.tools.exec, ws, home)
-    per_hour = cfg.security.rate_limit.tool_calls_per_hour
-    registry = ToolRegistry(ToolCallLimiter(per_hour) if per_hour else None)
-    for tool in (
-        ReadFileTool(policy),
-        WriteFileTool(policy),
-        EditFileTool(policy),
-        ListDirTool(policy),
-    ):
-        registry.register(tool)
-    registry.register(ExecTool(ws, cfg.tools.exec, restrict, home, sandbox=sandbox))
+    restrict = cfg.tools.restrict_to_workspace
+    sandbox = LazySandbox(cfg.tools.exec, ws, home)
+    tools = build_tools(Services(cfg, PathPolicy(ws, restrict, home), sandbox))
     d = cfg.agents.defaults
     return Agent(
         settings=d,
         provider=make_provider(selection),
         model=selection.model,
-        tools=registry,
+        tools=tools,
         sessions=SessionStore(paths.sessions_dir()),
-        context=ContextBuilder(ws, restrict, getattr(sandbox, "name", "none")),
-        executor=ThreadPoolExecutor(
-            max_workers=d.max_concurrent_turns + 2, thread_name_prefix="llm"
-        ),
+        context=ContextBuilder(ws, restrict, f"tools.exec.sandbox = {cfg.tools.exec.sandbox}"),
+        executor=workers.pool("llm", d.max_concurrent_turns + 2),
     )

@@ -14,6 +14,7 @@ import pytest
 
 from nanobot.config.schema import ExecConfig
 from nanobot.errors import SandboxUnavailable
+from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.redact import REDACTOR
 from nanobot.tools.base import (
     ALLOWED,
@@ -42,7 +43,7 @@ def run(tool: ExecTool, command: str, **kwargs) -> ToolResult:
 
 def make(dirs, restrict: bool = True, sandbox=None, **cfg) -> ExecTool:
     ws, home = dirs
-    return ExecTool(ws, ExecConfig(**cfg), restrict, home, sandbox)
+    return ExecTool(PathPolicy(ws, restrict, home), ExecConfig(**cfg), sandbox)
 
 
 def alive(pid: int) -> bool:

@@ -20,6 +20,7 @@ import pytest
 
 from nanobot.config.schema import ExecConfig
 from nanobot.errors import ConfigError, SandboxUnavailable
+from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.sandbox import (
     BwrapSandbox,
     NoSandbox,
@@ -463,7 +464,7 @@ def test_works_as_an_unprivileged_user(unprivileged):
 
 
 def exec_tool(lay, sandbox, **cfg):
-    return ExecTool(lay.workspace, ExecConfig(**cfg), True, lay.home, sandbox=sandbox)
+    return ExecTool(PathPolicy(lay.workspace, True, lay.home), ExecConfig(**cfg), sandbox)
 
 
 def call(tool, command: str):

@@ -11,8 +11,10 @@ import time
 import pytest
 
 from fakes.llm_server import ScriptedLLMServer, reply
+from nanobot import workers
 from nanobot.agent.sessions import SessionStore
 from nanobot.config.loader import load_config
+from nanobot.route.message import InboundMessage
 from nanobot.runtime import build_agent
 from nanobot.security.redact import REDACTOR
 from nanobot.tools.base import ToolContext
@@ -132,8 +134,8 @@ def test_idle_session_starts_afresh_and_keeps_the_old_history(agent_home):
     agent = build_agent(cfg, info)
     ctx = ToolContext(channel="telegram", chat_id="7", sender_id="7", session_key="telegram:7")
     llm.script([reply("one"), reply("two"), reply("three")])
-    asyncio.run(agent.handle("first", ctx))
-    asyncio.run(agent.handle("second", ctx))
+    asyncio.run(agent.handle(InboundMessage("telegram", "7", "7", "first"), ctx))
+    asyncio.run(agent.handle(InboundMessage("telegram", "7", "7", "second"), ctx))
     assert [m["content"] for m in llm.requests[1].json["messages"][1:]] == [
         "first",
         "one",
@@ -142,10 +144,10 @@ def test_idle_session_starts_afresh_and_keeps_the_old_history(agent_home):
     path = agent.sessions.path("telegram:7")
     old = time.time() - 120
     os.utime(path, (old, old))
-    asyncio.run(agent.handle("after a break", ctx))
+    asyncio.run(agent.handle(InboundMessage("telegram", "7", "7", "after a break"), ctx))
     assert [m["content"] for m in llm.requests[2].json["messages"][1:]] == ["after a break"]
     assert list(path.parent.glob("*.idle-*.jsonl.old"))
-    agent.executor.shutdown()
+    workers.shutdown()
 
 
 def test_system_prompt_carries_workspace_files_memory_and_time(agent_home):
@@ -155,8 +157,8 @@ def test_system_prompt_carries_workspace_files_memory_and_time(agent_home):
     (home / "workspace" / "memory" / "MEMORY.md").write_text("The user's cat is called Miso.")
     (home / "workspace" / "USER.md").write_text("Name: Ada. Time zone: UTC.")
     llm.script([reply("hi")])
-    asyncio.run(agent.handle("hello", ToolContext()))
+    asyncio.run(agent.handle(InboundMessage("cli", "user", "direct", "hello"), ToolContext()))
     system = llm.requests[0].json["messages"][0]["content"]
     assert "Miso" in system and "Ada" in system and time.strftime("%Y-%m-%d") in system
     assert "AGENTS.md" in system and str(home / "workspace") in system
-    agent.executor.shutdown()
+    workers.shutdown()

@@ -1,4 +1,5 @@
-"""The Telegram channel against FakeTelegram on 127.0.0.1, with the real bus, limiter and audit."""
+"""The Telegram channel against FakeTelegram on 127.0.0.1, with the real route (admission,
+limiter, audit, durable inbox) ending in a queue instead of the dispatcher."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from pathlib import Path
 import pytest
 
 from fakes.telegram_server import FakeTelegram
-from nanobot.bus import MessageBus, OutboundMessage
 from nanobot.channels.base import RATE_NOTICE, SendError
-from nanobot.channels.telegram.botapi import WhisperTranscriber
 from nanobot.channels.telegram.channel import GREETING, HELP, TelegramChannel
 from nanobot.channels.telegram.media import VOICE_UNAVAILABLE
 from nanobot.config.schema import Config, TelegramConfig
 from nanobot.errors import ConfigError
+from nanobot.providers.transcribe import WhisperTranscriber
+from nanobot.route.admission import Admission
+from nanobot.route.message import OutboundMessage
+from nanobot.route.route import Route
+from nanobot.route.store import Store
 from nanobot.security.audit import configure_audit
 from nanobot.security.ratelimit import RateLimiter
 
@@ -79,11 +83,15 @@ async def running(cfg, bus, **kw):
         await asyncio.wait_for(task, WAIT)
 
 
-def new_bus(home: Path) -> MessageBus:
-    return MessageBus(home / "state" / "inbox")
+def new_bus(home: Path, limiter: RateLimiter | None = None) -> Route:
+    """The real route whose accepted messages land in `route.inbound` (a queue)."""
+    inbound: asyncio.Queue = asyncio.Queue()
+    route = Route(Admission(limiter), Store(home / "state"), inbound.put_nowait)
+    route.inbound = inbound
+    return route
 
 
-async def next_msg(bus: MessageBus):
+async def next_msg(bus: Route):
     return await asyncio.wait_for(bus.inbound.get(), WAIT)
 
 
@@ -225,11 +233,11 @@ def test_commands_from_allowed_sender(home, tg):
 
 
 def test_rate_limited_sender_gets_one_notice(home, tg, caplog):
-    bus = new_bus(home)
+    bus = new_bus(home, RateLimiter(per_minute=1, burst=1))
     uids = [tg.push_message(42, f"m{i}") for i in range(4)]
 
     async def go():
-        async with running(cfg_for(tg), bus, limiter=RateLimiter(per_minute=1, burst=1)):
+        async with running(cfg_for(tg), bus):
             await wait_offset(home, uids[-1] + 1)
             return bus.inbound.qsize()
 

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nanobot.agent.context import ContextBuilder
+from nanobot.agent.media import request_content, user_text
 from nanobot.agent.sessions import SessionStore
 from nanobot.config.schema import AgentDefaults
 from nanobot.errors import ProviderError
+from nanobot.providers.base import LLMResponse, Provider
+from nanobot.route.message import InboundMessage
 from nanobot.security.redact import redact
 from nanobot.tools.base import ToolContext
 from nanobot.tools.registry import ToolRegistry
@@ -22,6 +25,7 @@ log = logging.getLogger("nanobot.agent")
 
 APOLOGY = "Sorry, I could not reach the language model just now. Please try again in a moment."
 RESET_REPLY = "Done: this conversation starts afresh. (The old history is kept on disk.)"
+CONTINUE_PROMPT = "Continue exactly where your previous answer stopped, without repeating it."
 
 
 @dataclass
@@ -29,16 +33,16 @@ class Agent:
     """What a turn needs. One instance serves every session; per-turn state lives in ToolContext."""
 
     settings: AgentDefaults
-    provider: Any  # providers.base.Provider
+    provider: Provider
     model: str
     tools: ToolRegistry
     sessions: SessionStore
     context: ContextBuilder
     executor: ThreadPoolExecutor
 
-    async def handle(self, text: str, ctx: ToolContext) -> str:
+    async def handle(self, msg: InboundMessage, ctx: ToolContext) -> str:
         """A user message: `/reset`, idle expiry, then a turn."""
-        key = ctx.session_key
+        key, text = ctx.session_key, msg.content
         if text.strip().lower() in ("/reset", "/new"):
             self.sessions.reset(key)
             log.info("session %s reset by %s", key, ctx.sender_id)
@@ -48,16 +52,20 @@ class Agent:
         if last is not None and time.time() - last > idle * 60:
             self.sessions.reset(key, reason="idle")
             log.info("session %s idle for over %d minutes: starting afresh", key, idle)
-        return await self.run_turn(text, ctx)
+        return await self.run_turn(text, ctx, msg.media)
 
-    async def run_turn(self, text: str, ctx: ToolContext) -> str:
+    async def run_turn(self, text: str, ctx: ToolContext, media: list[str] = ()) -> str:
         key = ctx.session_key
         s = self.settings
-        user = {"role": "user", "content": text}
+        stored = user_text(text, list(media))
+        user = {"role": "user", "content": stored}
         history = await asyncio.to_thread(
             self.sessions.tail_then_append, key, s.max_history_messages, s.max_history_chars, user
         )
-        messages = self.context.build(history, text, ctx.channel, ctx.chat_id)
+        messages = await asyncio.to_thread(
+            self.context.build, history, stored, ctx.channel, ctx.chat_id
+        )
+        messages[-1]["content"] = request_content(stored, list(media), self.model)
         definitions = self.tools.definitions()
         for _ in range(s.max_tool_iterations):
             try:
@@ -66,7 +74,7 @@ class Agent:
                 log.error("LLM call failed for session %s: %s", key, e)
                 return APOLOGY
             if not reply.tool_calls:
-                final = redact(reply.content or "")
+                final = redact(await self._complete(messages, reply))
                 await asyncio.to_thread(
                     self.sessions.append, key, {"role": "assistant", "content": final}
                 )
@@ -83,6 +91,26 @@ class Agent:
         )
         self.sessions.append(key, {"role": "assistant", "content": final})
         return final
+
+    async def _complete(self, messages: list[dict[str, Any]], reply: LLMResponse) -> str:
+        """The answer's text; an answer cut at maxTokens is continued once, then marked cut."""
+        text = reply.content or ""
+        if reply.finish_reason != "length":
+            return text
+        more = [*messages, {"role": "assistant", "content": text}]
+        more.append({"role": "user", "content": CONTINUE_PROMPT})
+        try:
+            rest = await self._chat(more, [])
+        except ProviderError as e:
+            log.warning("could not continue an answer cut at maxTokens: %s", e)
+            rest = LLMResponse(content="", tool_calls=[], finish_reason="length")
+        text += rest.content or ""
+        if rest.finish_reason == "length":
+            text += (
+                f"\n\n(The answer was cut at {self.settings.max_tokens} tokens — "
+                "raise agents.defaults.maxTokens for longer answers.)"
+            )
+        return text
 
     async def _chat(self, messages: list[dict[str, Any]], definitions: list[dict[str, Any]]):
         s = self.settings

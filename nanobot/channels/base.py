@@ -1,20 +1,30 @@
-"""Channel base class and the one access-control path: allowFrom → rate limit → audit → bus."""
+"""The channel seam: the Channel protocol, and BaseChannel with the one way a message gets in."""
 
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from nanobot.bus import InboundMessage, MessageBus, OutboundMessage
-from nanobot.security.access import is_allowed
-from nanobot.security.audit import get_audit
+from nanobot import paths
+from nanobot.route.admission import Verdict, printable
+from nanobot.route.message import InboundMessage, OutboundMessage
+from nanobot.route.route import Route
 from nanobot.security.redact import redact
 
 log = logging.getLogger("nanobot.channels")
 
+__all__ = ["BaseChannel", "Channel", "SendError", "printable"]
+
 RATE_NOTICE = "You're sending messages too fast; please wait a minute."
+DISK_FULL_NOTICE = (
+    "Sorry, the server is out of disk space and cannot take your message right now. "
+    "Please send it again later."
+)
 _STATUS_MAX = 120
+_DISK_NOTICE_EVERY = 600.0  # seconds between disk-full notices to one chat
 
 # Called only after the sender passed every check; returns the final (content, media paths).
 Prepare = Callable[[], Awaitable[tuple[str, list[str]]]]
@@ -24,14 +34,23 @@ class SendError(Exception):
     """A reply could not be delivered after the channel's own retries; the text holds no secret."""
 
 
-def printable(value: str) -> str:
-    """A user-supplied value made safe for one log line (control characters become '?')."""
-    return "".join(c if c.isprintable() else "?" for c in value)
+class Channel(Protocol):
+    """What the gateway needs from a channel."""
+
+    name: str
+
+    @property
+    def status(self) -> str: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, msg: OutboundMessage) -> None: ...
+    def turn_started(self, msg: InboundMessage) -> None: ...
+    def turn_finished(self, msg: InboundMessage) -> None: ...
 
 
 class BaseChannel:
     """A chat channel. Subclasses implement start/stop/send; every inbound message goes through
-    handle_inbound, so allowFrom, rate limits and auditing cannot be skipped by a channel.
+    handle_inbound, so allowFrom, rate limits, auditing and the durable inbox cannot be skipped.
 
     start() runs until stop() is called; raising from it tells the gateway's supervisor to
     restart the channel with backoff. status is a short string for /healthz.
@@ -39,11 +58,11 @@ class BaseChannel:
 
     name: ClassVar[str] = "base"
 
-    def __init__(self, config: Any, bus: MessageBus, *, limiter: Any = None) -> None:
+    def __init__(self, config: Any, route: Route) -> None:
         self.config = config
-        self.bus = bus
-        self.limiter = limiter
+        self.route = route
         self._status = "stopped"
+        self._disk_notices: dict[str, float] = {}
 
     @property
     def status(self) -> str:
@@ -63,6 +82,17 @@ class BaseChannel:
         """Deliver msg; raise SendError when it cannot be delivered after retries."""
         raise NotImplementedError
 
+    def turn_started(self, msg: InboundMessage) -> None:
+        """A turn for msg began (show "typing…", presence …); the default does nothing."""
+
+    def turn_finished(self, msg: InboundMessage) -> None:
+        """The turn for msg ended, before its reply is sent."""
+
+    def allow_list(self) -> list[str] | None:
+        """The senders allowed in (empty = everyone); None when the channel authenticates
+        senders itself, as the local API does with its token."""
+        return list(self.config.allow_from)
+
     def command_reply(self, content: str) -> str | None:
         """The channel's own answer to a command such as /start, or None to pass it on."""
         return None
@@ -76,55 +106,60 @@ class BaseChannel:
         metadata: dict[str, Any] | None = None,
         *,
         prepare: Prepare | None = None,
-    ) -> bool:
-        """Admit one message: True when the sender passed the checks (and the message was
-        published or answered by the channel), False when it was denied or rate limited.
+    ) -> Verdict:
+        """Admit one message; the verdict is truthy when it was accepted (or answered by the
+        channel itself), falsy when denied, rate limited or a duplicate.
 
         Denied senders get nothing back. `prepare` (media download, transcription) runs only for
         admitted senders, so strangers cannot make the channel fetch files or spend API credit.
-        The message is on the bus durably (publish_inbound) when this returns True.
+        When this returns an admitted verdict the message is on disk: advance the cursor.
+        Raises OSError when the message could not be stored (after telling the sender).
         """
-        channel = self.name
-        if not is_allowed(channel, sender_id, list(self.config.allow_from)):
-            log.warning("Access denied for sender %s on channel %s", printable(sender_id), channel)
-            self._audit_access(sender_id, "denied", "not in allowFrom")
-            return False
-        if self.limiter is not None:
-            decision = self.limiter.check(f"{channel}:{sender_id}")
-            if not decision.allowed:
-                log.warning(
-                    "Rate limit exceeded for sender %s on channel %s (retry after %.0f s)",
-                    printable(sender_id),
-                    channel,
-                    decision.retry_after or 0,
-                )
-                get_audit().record("rate_limit", channel=channel, sender=sender_id, kind="message")
-                if decision.notify:
-                    await self._notify(chat_id, RATE_NOTICE)
-                return False
-        open_channel = not self.config.allow_from
-        self._audit_access(sender_id, "allowed", "allowFrom empty" if open_channel else "allowFrom")
+        verdict = self.route.admission.check(self.name, sender_id, self.allow_list())
+        if not verdict:
+            if verdict.notify:
+                await self._notify(chat_id, RATE_NOTICE)
+            return verdict
         reply = self.command_reply(content)
         if reply is not None:
             await self._notify(chat_id, reply)
-            return True
+            return verdict
         if prepare is not None:
             content, media = await prepare()
         msg = InboundMessage(
-            channel=channel,
+            channel=self.name,
             sender_id=sender_id,
             chat_id=chat_id,
             content=content,
             media=list(media or []),
             metadata=dict(metadata or {}),
         )
-        await self.bus.publish_inbound(msg)
-        return True
+        try:
+            return await self.route.accept(msg)
+        except OSError as e:
+            await self._cannot_store(chat_id, e)
+            raise
 
-    def _audit_access(self, sender_id: str, decision: str, reason: str) -> None:
-        get_audit().record(
-            "access", channel=self.name, sender=sender_id, decision=decision, reason=reason
+    async def _cannot_store(self, chat_id: str, err: OSError) -> None:
+        state = paths.state_dir()
+        try:
+            free = shutil.disk_usage(state).free
+        except OSError:
+            free = -1
+        log.error(
+            "could not store a message from %s:%s (%s: %s; %d bytes free under %s); it was not "
+            "taken, and the channel will offer it again",
+            self.name,
+            printable(chat_id),
+            err.strerror or err,
+            err.filename or state,
+            free,
+            state,
         )
+        now = time.monotonic()
+        if now - self._disk_notices.get(chat_id, -_DISK_NOTICE_EVERY) >= _DISK_NOTICE_EVERY:
+            self._disk_notices[chat_id] = now
+            await self._notify(chat_id, DISK_FULL_NOTICE)
 
     async def _notify(self, chat_id: str, text: str) -> None:
         """Best-effort short answer from the channel itself (a failure is logged, not raised)."""

@@ -1,53 +1,61 @@
-"""Builds the enabled channels and keeps each one running under its own supervisor."""
+"""The channel table: builds the enabled channels and keeps each running under a supervisor."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
-import random
+from typing import Any
 
+from nanobot.backoff import Backoff
+from nanobot.channels.base import Channel
 from nanobot.config.schema import Config
 from nanobot.errors import ConfigError
+from nanobot.route.route import Route
 
 log = logging.getLogger("nanobot.channels")
 
-# channel name → "module:Class"; a channel missing here cannot be enabled.
+# config section under `channels` → "module:Class"; a section missing here cannot be enabled.
 CHANNELS = {
     "telegram": "nanobot.channels.telegram.channel:TelegramChannel",
     "whatsapp": "nanobot.channels.whatsapp:WhatsAppChannel",
 }
 
 
-def build_channels(cfg: Config, bus, limiter, **extras) -> dict[str, object]:
-    """Instantiate every enabled channel; an enabled channel this build lacks is a config error."""
-    out = {}
-    for name in ("telegram", "whatsapp", "email"):
-        section = getattr(cfg.channels, name)
-        if not section.enabled:
+def build_channels(
+    cfg: Config, route: Route, extras: dict[str, dict[str, Any]]
+) -> dict[str, Channel]:
+    """Instantiate every enabled channel; an enabled channel this build lacks is a config error.
+
+    `extras` holds per-channel constructor arguments built from shared services (the Whisper
+    transcriber for Telegram, …).
+    """
+    out: dict[str, Channel] = {}
+    for field in dataclasses.fields(cfg.channels):
+        name, section = field.name, getattr(cfg.channels, field.name)
+        if not getattr(section, "enabled", False):
             continue
         target = CHANNELS.get(name)
         if target is None:
             raise ConfigError(
                 f"channels.{name}.enabled is true but this version of nanobot has no {name} "
-                f"channel yet — set channels.{name}.enabled to false"
+                f"channel — set channels.{name}.enabled to false"
             )
         module, cls = target.split(":")
         channel_cls = getattr(importlib.import_module(module), cls)
-        out[name] = channel_cls(section, bus, limiter=limiter, **extras.get(name, {}))
+        out[name] = channel_cls(section, route, **extras.get(name, {}))
     return out
 
 
 class Supervisor:
-    """Runs channel.start() and restarts it with exponential backoff when it fails."""
+    """Runs channel.start() and restarts it with exponential backoff when it fails;
+    `restarts` is shown by /healthz."""
 
-    def __init__(
-        self, name: str, channel, base_delay: float = 1.0, max_delay: float = 60.0
-    ) -> None:
+    def __init__(self, name: str, channel: Channel, backoff: Backoff | None = None) -> None:
         self.name = name
         self.channel = channel
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.backoff = backoff or Backoff(1.0, 60.0)
         self.restarts = 0
         self._stopping = False
         self.task: asyncio.Task | None = None
@@ -56,7 +64,7 @@ class Supervisor:
         self.task = asyncio.create_task(self._run(), name=f"channel-{self.name}")
 
     async def _run(self) -> None:
-        delay = self.base_delay
+        failures = 0
         loop = asyncio.get_running_loop()
         while not self._stopping:
             started = loop.time()
@@ -64,16 +72,18 @@ class Supervisor:
                 await self.channel.start()
                 if self._stopping:
                     return
-                log.warning("channel %s stopped by itself; restarting", self.name)
+                failures = 0 if loop.time() - started > 60 else failures
+                delay = self.backoff.delay(failures)
+                log.warning("channel %s stopped by itself; restarting in %.0f s", self.name, delay)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 — boundary: one failing channel never stops the others
+                failures = 0 if loop.time() - started > 60 else failures  # it ran for a while
+                delay = self.backoff.delay(failures)
                 log.error("channel %s failed: %s; restarting in %.0f s", self.name, e, delay)
-            if loop.time() - started > 60:
-                delay = self.base_delay  # it ran for a while: start counting again
             self.restarts += 1
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self.max_delay)
+            failures += 1
+            await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -21,9 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     refuse_root(args.allow_root)
-    from nanobot.security.sandbox import start_probe
-
-    start_probe()
     setup_logging(verbose=args.verbose, stderr=True)
     from nanobot.gateway import Gateway
 

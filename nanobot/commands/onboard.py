@@ -9,13 +9,11 @@ import secrets
 import shutil
 import sys
 import time
-from importlib import resources
-from pathlib import Path
 
 from nanobot import paths
+from nanobot.agent.workspace import write_templates
 from nanobot.config.loader import ENV_KEYS, load_config, save_config, workspace_path
 
-TEMPLATE_FILES = ("AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md", "HEARTBEAT.md", "memory/MEMORY.md")
 PROVIDER_CHOICES = ("openai", "anthropic", "openrouter", "deepseek", "groq", "gemini")
 
 
@@ -24,20 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force", action="store_true", help="replace an existing config (a backup is kept)"
     )
-
-
-def write_templates(workspace: Path) -> list[Path]:
-    """Copy the bootstrap files that are missing; never overwrite the user's edits."""
-    written = []
-    src = resources.files("nanobot") / "templates"
-    for rel in TEMPLATE_FILES:
-        dest = workspace / rel
-        if dest.exists():
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text((src / rel).read_text(encoding="utf-8"), encoding="utf-8")
-        written.append(dest)
-    return written
 
 
 def _credential(name: str, value: str) -> str:

@@ -57,11 +57,6 @@ class Sandbox(Protocol):
         """
         ...
 
-    def _writable(self, path: Path) -> bool:
-        """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
-        in_home = _inside(path, self.home) and not _inside(self.workspace, self.home)
-        return _inside(path, self.workspace) and not in_home
-
     def explain(self, returncode: int | None, output: str) -> str | None:
         """A short note for the model when the output shows the sandbox refused something."""
         ...
@@ -76,11 +71,6 @@ class NoSandbox:
         self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
     ) -> tuple[list[str], dict[str, str], list[int]]:
         return list(argv), dict(env), []
-
-    def _writable(self, path: Path) -> bool:
-        """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
-        in_home = _inside(path, self.home) and not _inside(self.workspace, self.home)
-        return _inside(path, self.workspace) and not in_home
 
     def explain(self, returncode: int | None, output: str) -> str | None:
         return None
@@ -102,11 +92,6 @@ class RequiredSandboxMissing:
             f"Install it ({INSTALL_HINT}) and allow user namespaces, or set tools.exec.sandbox "
             'to "auto" or "none" to run commands without the sandbox.'
         )
-
-    def _writable(self, path: Path) -> bool:
-        """path lies in the workspace and not in a NANOBOT_HOME that sits inside it."""
-        in_home = _inside(path, self.home) and not _inside(self.workspace, self.home)
-        return _inside(path, self.workspace) and not in_home
 
     def explain(self, returncode: int | None, output: str) -> str | None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 MAX_RESULT_CHARS = 16_000
@@ -16,15 +16,25 @@ INVALID_ARGUMENTS = "invalid arguments"
 RATE_LIMITED = "rate limited"
 
 
+class Outbox(Protocol):
+    """Sends to a chat now: the turn's own chat unless channel/chat_id name another."""
+
+    async def send(
+        self, text: str, *, channel: str | None = None, chat_id: str | None = None
+    ) -> None: ...
+
+
 @dataclass
 class ToolContext:
-    """Who the current turn is for; passed per call, never stored on a shared tool."""
+    """Who the current turn is for (its origin) and how to reach that chat; passed per call,
+    never stored on a shared tool."""
 
     channel: str = "cli"
     chat_id: str = "direct"
     sender_id: str = "user"
     session_key: str = "cli:direct"
-    extra: dict[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    outbox: Outbox | None = None
 
 
 @dataclass

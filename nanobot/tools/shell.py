@@ -15,6 +15,7 @@ from nanobot.config.schema import ExecConfig
 from nanobot.errors import SandboxUnavailable
 from nanobot.security.pathpolicy import PathPolicy, PathRefused
 from nanobot.security.redact import REDACTOR, redact
+from nanobot.security.sandbox import Sandbox
 from nanobot.tools.base import (
     ALLOWED,
     BLOCKED_BY_GUARD,
@@ -94,11 +95,9 @@ class ExecTool:
         "additionalProperties": False,
     }
 
-    def __init__(
-        self, workspace: Path, exec_cfg: ExecConfig, restrict: bool, home: Path, sandbox=None
-    ) -> None:
+    def __init__(self, policy: PathPolicy, exec_cfg: ExecConfig, sandbox: Sandbox) -> None:
         self.cfg = exec_cfg
-        self.policy = PathPolicy(workspace, restrict, home)
+        self.policy = policy  # the same object the file tools use
         self.sandbox = sandbox
 
     async def execute(self, ctx: ToolContext, **kwargs: Any) -> ToolResult:

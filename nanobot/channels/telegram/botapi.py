@@ -1,18 +1,13 @@
-"""Telegram Bot API over requests: calls with retries, downloads, update parsing; and Whisper."""
+"""Telegram Bot API over requests: calls with retries, downloads, update parsing."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import os
-import random
 import re
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,8 +16,9 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
+from nanobot.backoff import Backoff
 from nanobot.security.redact import redact
-from nanobot.threadpool import prestart
+from nanobot.workers import run_pooled
 
 log = logging.getLogger("nanobot.channels.telegram")
 
@@ -48,70 +44,6 @@ class TransportError(Exception):
 
 class FileTooLarge(Exception):
     """The file is larger than channels.telegram.maxMediaBytes."""
-
-
-_POOL: ThreadPoolExecutor | None = None
-POOL_SIZE = 32
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="telegram")
-    return _POOL
-
-
-def warm_pool(threads: int = 16) -> None:
-    """Start the worker threads now rather than in the middle of a burst of replies."""
-    prestart(_pool(), threads)
-
-
-async def run_pooled(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a short blocking call (send, chat action, download) on the shared worker threads."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pool(), functools.partial(fn, *args, **kwargs))
-
-
-async def run_detached(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking call in its own daemon thread and await its result.
-
-    Unlike asyncio.to_thread, a cancelled caller leaves the thread behind instead of making
-    shutdown wait for it (a long poll can block for pollTimeout + 10 s), and concurrent sends
-    are not capped by the default executor's few workers.
-    """
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[T] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if fut.done():
-            return
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
-
-    def worker() -> None:
-        try:
-            outcome = (True, fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - boundary: every error goes to the awaiting task
-            outcome = (False, e)
-        # RuntimeError: the loop closed while we were blocked; nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, *outcome)
-
-    threading.Thread(target=worker, daemon=True, name="telegram-api").start()
-    return await fut
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter: base·2^attempt, capped, times 0.5–1.0."""
-
-    base: float = 1.0
-    cap: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2 ** min(attempt, 30)) * (0.5 + random.random() / 2)
 
 
 class BotAPI:
@@ -344,49 +276,3 @@ def parse_update(update: dict) -> Incoming | None:
             "edited": edited,
         },
     )
-
-
-class TranscriptionError(Exception):
-    """The speech-to-text service did not return a transcription."""
-
-
-class WhisperTranscriber:
-    """Blocking callable path -> text over an OpenAI-compatible /audio/transcriptions endpoint
-    (Groq's by default); the channel runs it in a thread."""
-
-    def __init__(
-        self,
-        api_key: str,
-        api_base: str = "",
-        *,
-        model: str = "whisper-large-v3",
-        timeout: float = 60.0,
-    ):
-        self._url = (api_base or "https://api.groq.com/openai/v1").rstrip("/")
-        self._url += "/audio/transcriptions"
-        self._key = api_key
-        self.model = model
-        self.timeout = timeout
-
-    def __call__(self, path: Path) -> str:
-        try:
-            with open(path, "rb") as f:
-                r = requests.post(
-                    self._url,
-                    headers={"Authorization": f"Bearer {self._key}"},
-                    files={"file": (path.name, f)},
-                    data={"model": self.model},
-                    timeout=self.timeout,
-                )
-            text = r.json().get("text") if r.status_code == 200 else None
-        except (requests.RequestException, ValueError, AttributeError) as e:
-            raise TranscriptionError(f"transcription request failed: {type(e).__name__}") from None
-        if not isinstance(text, str):
-            raise TranscriptionError(f"transcription failed: HTTP {r.status_code}")
-        return text.strip()
-
-
-def transcriber_from_config(config: Any) -> WhisperTranscriber | None:
-    """A Groq Whisper transcriber when providers.groq.apiKey is set, else None."""
-    groq = config.providers.groq
-    return WhisperTranscriber(groq.api_key, groq.api_base) if groq.api_key else None

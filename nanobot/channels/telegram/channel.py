@@ -10,11 +10,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nanobot.bus import MessageBus, OutboundMessage
+from nanobot.backoff import Backoff
 from nanobot.channels.base import BaseChannel, SendError
 from nanobot.channels.telegram.botapi import (
     ALLOWED_UPDATES,
-    Backoff,
     BotAPI,
     Incoming,
     MalformedUpdate,
@@ -22,15 +21,15 @@ from nanobot.channels.telegram.botapi import (
     TransportError,
     is_int,
     parse_update,
-    run_detached,
-    run_pooled,
-    warm_pool,
     with_retries,
 )
 from nanobot.channels.telegram.format import TELEGRAM_LIMIT, markdown_to_html, split_message
 from nanobot.channels.telegram.media import MediaFetcher
 from nanobot.errors import ConfigError
 from nanobot.paths import atomic_write, ensure_dir, state_dir
+from nanobot.route.message import InboundMessage, OutboundMessage
+from nanobot.route.route import Route
+from nanobot.workers import pool, prestart, run_detached, run_pooled
 
 log = logging.getLogger("nanobot.channels.telegram")
 
@@ -64,9 +63,8 @@ class TelegramChannel(BaseChannel):
     def __init__(
         self,
         config: Any,
-        bus: MessageBus,
+        route: Route,
         *,
-        limiter: Any = None,
         transcriber: Callable[[Path], str] | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 30.0,
@@ -75,7 +73,7 @@ class TelegramChannel(BaseChannel):
         typing_delay: float = 1.0,
         typing_max: float = 600.0,
     ) -> None:
-        super().__init__(config, bus, limiter=limiter)
+        super().__init__(config, route)
         self.api = BotAPI(config.token, config.api_base, proxy=config.proxy)
         self.backoff = Backoff(backoff_base, backoff_max)
         self.send_budget = send_budget
@@ -103,7 +101,7 @@ class TelegramChannel(BaseChannel):
             raise ConfigError("Telegram is enabled but channels.telegram.token is empty")
         self._set_status("starting")
         self._offset = await asyncio.to_thread(self._load_offset)
-        await asyncio.to_thread(warm_pool)
+        await asyncio.to_thread(prestart, pool("net"), 16)
         try:
             await self._connect()
             while not self._stop_event.is_set():
@@ -337,6 +335,12 @@ class TelegramChannel(BaseChannel):
             budget=self.send_budget,
             backoff=self.backoff,
         )
+
+    def turn_started(self, msg: InboundMessage) -> None:
+        self.start_typing(msg.chat_id)
+
+    def turn_finished(self, msg: InboundMessage) -> None:
+        self.stop_typing(msg.chat_id)
 
     def start_typing(self, chat_id: str) -> None:
         """Show "typing…" in chat_id (refreshed every typing_interval) until stop_typing."""

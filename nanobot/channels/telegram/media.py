@@ -8,18 +8,18 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from nanobot.backoff import Backoff
 from nanobot.channels.telegram.botapi import (
-    Backoff,
     BotAPI,
     FileTooLarge,
     MediaRef,
     TelegramError,
-    TranscriptionError,
     is_int,
-    run_detached,
     with_retries,
 )
 from nanobot.paths import ensure_dir, media_dir
+from nanobot.providers.transcribe import TranscriptionError
+from nanobot.workers import run_detached
 
 log = logging.getLogger("nanobot.channels.telegram")
 

@@ -1,0 +1,1 @@
+"""The one message route: admission → durable inbox → dispatcher → turn → durable reply → deliver."""

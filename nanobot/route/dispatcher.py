@@ -1,0 +1,212 @@
+"""Runs turns and delivers their replies: one chat in order, chats concurrently, a global bound.
+
+For each accepted message: turn → reply stored (the message retired with that write) →
+delivered through the origin's channel → record retired. See route/store.py for what a crash
+at each point leaves behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from nanobot.route.message import InboundMessage, OutboundMessage, reply_for
+from nanobot.route.store import Store
+from nanobot.tools.base import ToolContext
+
+log = logging.getLogger("nanobot.dispatcher")
+
+FAILURE_REPLY = "Sorry, something went wrong while handling your message. Please try again."
+DISK_FULL_REPLY = (
+    "Sorry, the server is out of disk space, so I could not finish your message. "
+    "It is kept and will be answered once space is freed."
+)
+DISK_RETRY_SECONDS = 30.0
+
+# The turn: the agent's handle(msg, ctx) -> reply text.
+TurnFn = Callable[[InboundMessage, ToolContext], Awaitable[str]]
+
+
+class Deliverer(Protocol):
+    """What the dispatcher needs from a channel (channels/base.py's Channel has more)."""
+
+    async def send(self, msg: OutboundMessage) -> None: ...
+    def turn_started(self, msg: InboundMessage) -> None: ...
+    def turn_finished(self, msg: InboundMessage) -> None: ...
+
+
+class Outbox:
+    """A tool's way to send to a chat now (the message tool, approvals, subagent reports):
+    the origin's chat by default; stored before sending, like a reply."""
+
+    def __init__(self, dispatcher: Dispatcher, origin: InboundMessage) -> None:
+        self._dispatcher = dispatcher
+        self._origin = origin
+
+    async def send(self, text: str, *, channel: str | None = None, chat_id: str | None = None):
+        o = self._origin
+        out = OutboundMessage(channel or o.channel, chat_id or o.chat_id, text)
+        if out.channel == o.channel and out.chat_id == o.chat_id:
+            out.metadata = reply_for(o, text).metadata
+        await self._dispatcher.send_now(out)
+
+
+class Dispatcher:
+    """Starts one task per accepted message; a per-session lock keeps each chat in order.
+
+    asyncio.Lock wakes waiters first-come first-served, so messages of one chat are answered
+    in arrival order; the semaphore is taken inside the lock, so a chat waiting for its own
+    previous turn does not hold one of the `max_concurrent` slots.
+    """
+
+    def __init__(
+        self,
+        run_turn: TurnFn,
+        store: Store | None,
+        channels: Mapping[str, Deliverer],
+        max_concurrent: int,
+    ) -> None:
+        self.run_turn = run_turn
+        self.store = store
+        self.channels = channels
+        self._sem = asyncio.Semaphore(max_concurrent)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.accepting = True
+        self.turns_done = 0
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def submit(self, msg: InboundMessage) -> asyncio.Task | None:
+        """Run msg's turn and deliver the reply in a task of its own (None once draining)."""
+        if not self.accepting:
+            return None
+        task = asyncio.create_task(self._run(msg))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def recover(self) -> tuple[int, int]:
+        """After a restart: send stored replies, queue unanswered messages. (resent, queued)"""
+        if self.store is None:
+            return 0, 0
+        pending = await asyncio.to_thread(self.store.pending)
+        unsent = await asyncio.to_thread(self.store.unsent)
+        for name, out in unsent:
+            self._spawn(self._deliver(out, name))
+        for msg in pending:
+            self.submit(msg)
+        return len(unsent), len(pending)
+
+    # -- one message -------------------------------------------------------------------------
+
+    async def turn(self, msg: InboundMessage) -> str:
+        """Run one turn for msg under its session's lock and the global bound; returns the reply."""
+        key = msg.session_key
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock, self._sem:
+                return await self.run_turn(msg, self.context_for(msg))
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]  # bounded memory however many chats come and go
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def context_for(self, msg: InboundMessage) -> ToolContext:
+        return ToolContext(
+            channel=msg.channel,
+            chat_id=msg.chat_id,
+            sender_id=msg.sender_id,
+            session_key=msg.session_key,
+            message_id=msg.message_id,
+            outbox=Outbox(self, msg),
+        )
+
+    async def _run(self, msg: InboundMessage) -> None:
+        channel = self.channels.get(msg.channel)
+        if channel is not None:
+            channel.turn_started(msg)
+        try:
+            try:
+                text = await self.turn(msg)
+            except Exception:  # boundary: one broken turn must not take the gateway down
+                log.exception("turn failed for %s", msg.session_key)
+                text = FAILURE_REPLY
+            out = reply_for(msg, text)
+            try:
+                name = await self._store_reply(msg, out)
+            except OSError as e:
+                self._out_of_space(msg, e)
+                name, out.content = None, DISK_FULL_REPLY
+        finally:
+            if channel is not None:
+                channel.turn_finished(msg)
+        if await self._deliver(out, name):
+            self.turns_done += 1
+
+    async def _store_reply(self, msg: InboundMessage, out: OutboundMessage) -> str | None:
+        if self.store is None:
+            return None
+        return await asyncio.to_thread(self.store.reply, msg, out)
+
+    def _out_of_space(self, msg: InboundMessage, err: OSError) -> None:
+        """The reply could not be stored: keep the message and try its turn again later."""
+        where = self.store.outbox if self.store is not None else "."
+        free = shutil.disk_usage(where).free if self.store is not None else 0
+        log.error(
+            "could not store the reply for %s (%s; %d bytes free under %s); the message stays "
+            "in the inbox and is retried in %.0f s",
+            msg.session_key,
+            err.strerror or err,
+            free,
+            where,
+            DISK_RETRY_SECONDS,
+        )
+        asyncio.get_running_loop().call_later(DISK_RETRY_SECONDS, self.submit, msg)
+
+    async def send_now(self, out: OutboundMessage) -> None:
+        """Store and deliver a message that is not a reply; raises when it cannot be delivered."""
+        name = None
+        if self.store is not None:
+            name = await asyncio.to_thread(self.store.outgoing, out)
+        if not await self._deliver(out, name):
+            raise OSError(f"could not deliver to {out.channel}:{out.chat_id}; see the log")
+
+    async def _deliver(self, out: OutboundMessage, name: str | None) -> bool:
+        channel = self.channels.get(out.channel)
+        if channel is None:
+            log.warning("no %s channel to answer %s; the reply is kept", out.channel, out.chat_id)
+            return False
+        try:
+            await channel.send(out)
+        except Exception:  # boundary: the channel already retried; the stored reply is kept
+            log.exception(
+                "could not deliver to %s:%s; the reply is kept and sent after a restart",
+                out.channel,
+                out.chat_id,
+            )
+            return False
+        if name is not None and self.store is not None:
+            await asyncio.to_thread(self.store.delivered, name)
+        return True
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop accepting and wait for running turns; True when all finished in time."""
+        self.accepting = False
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        return not pending

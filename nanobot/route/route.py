@@ -1,0 +1,63 @@
+"""The public way in: `Route.accept` for channels (after their admission), `Route.submit` for
+internal producers (cron, heartbeat, subagent reports), which skip allowFrom and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from nanobot.config.schema import Config
+from nanobot.route.admission import DUPLICATE, Admission, Verdict
+from nanobot.route.dispatcher import Deliverer, Dispatcher, TurnFn
+from nanobot.route.message import InboundMessage
+from nanobot.route.store import Store
+from nanobot.security.ratelimit import RateLimiter
+
+log = logging.getLogger("nanobot.route")
+
+
+class Route:
+    """admission → durable inbox → `dispatch` (the dispatcher's submit, or a test's queue)."""
+
+    def __init__(
+        self,
+        admission: Admission,
+        store: Store | None,
+        dispatch: Callable[[InboundMessage], object],
+    ) -> None:
+        self.admission = admission
+        self.store = store
+        self.dispatch = dispatch
+
+    async def accept(self, msg: InboundMessage) -> Verdict:
+        """Make an admitted message durable and hand it on; DUPLICATE when already accepted.
+
+        Returns once the message is on disk: the caller may then advance its cursor. Raises
+        OSError when it cannot be stored (nothing was accepted).
+        """
+        if self.store is not None and not await asyncio.to_thread(self.store.accept, msg):
+            return DUPLICATE
+        self.dispatch(msg)
+        return Verdict(True)
+
+    async def submit(self, msg: InboundMessage) -> Verdict:
+        """An internal producer's message: rate limit, audit and inbox like any other."""
+        origin = str(msg.metadata.get("origin") or "internal")
+        verdict = self.admission.check(msg.channel, msg.sender_id, None, exempt=origin)
+        if not verdict:
+            return verdict
+        return await self.accept(msg)
+
+
+def build_route(
+    cfg: Config, run_turn: TurnFn, channels: Mapping[str, Deliverer], state: Path
+) -> tuple[Route, Dispatcher]:
+    """The route with its store under `state`, delivering through `channels` (which the caller
+    may fill in afterwards: channels need the route to be built)."""
+    store = Store(state)
+    dispatcher = Dispatcher(run_turn, store, channels, cfg.agents.defaults.max_concurrent_turns)
+    rl = cfg.security.rate_limit
+    limiter = RateLimiter(rl.messages_per_minute, rl.burst)
+    return Route(Admission(limiter), store, dispatcher.submit), dispatcher

@@ -1,0 +1,44 @@
+"""The tool table: tool name → factory from the config and the shared services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nanobot.config.schema import Config
+from nanobot.security.pathpolicy import PathPolicy
+from nanobot.security.ratelimit import ToolCallLimiter
+from nanobot.security.sandbox import Sandbox
+from nanobot.tools.base import Tool
+from nanobot.tools.files import EditFileTool, ListDirTool, ReadFileTool, WriteFileTool
+from nanobot.tools.registry import ToolRegistry
+from nanobot.tools.shell import ExecTool
+
+
+@dataclass
+class Services:
+    """What tools share: one path policy (file tools and exec alike) and one sandbox."""
+
+    cfg: Config
+    policy: PathPolicy
+    sandbox: Sandbox
+
+
+# A factory returns None when the config leaves its tool off.
+TOOLS: dict[str, Callable[[Services], Tool | None]] = {
+    "read_file": lambda s: ReadFileTool(s.policy),
+    "write_file": lambda s: WriteFileTool(s.policy),
+    "edit_file": lambda s: EditFileTool(s.policy),
+    "list_dir": lambda s: ListDirTool(s.policy),
+    "exec": lambda s: ExecTool(s.policy, s.cfg.tools.exec, s.sandbox),
+}
+
+
+def build_tools(services: Services) -> ToolRegistry:
+    per_hour = services.cfg.security.rate_limit.tool_calls_per_hour
+    registry = ToolRegistry(ToolCallLimiter(per_hour) if per_hour else None)
+    for factory in TOOLS.values():
+        tool = factory(services)
+        if tool is not None:
+            registry.register(tool)
+    return registry
