@@ -44,7 +44,8 @@ class Gateway:
     def _extras(self) -> dict:
         from nanobot.providers.transcribe import transcriber_from_config
 
-        return {"telegram": {"transcriber": transcriber_from_config(self.cfg)}}
+        transcriber = transcriber_from_config(self.cfg)
+        return {"telegram": {"transcriber": transcriber}, "whatsapp": {"transcriber": transcriber}}
 
     async def _warm_up(self, turns: int) -> None:
         from nanobot.providers.http import warm_up
