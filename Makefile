@@ -13,9 +13,12 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 ## run: create the venv, install, onboard if there is no config yet, then chat
+## (without a usable model it stops after onboarding with one line saying what to set)
 run: $(BIN)/.installed
 	@test -f "$(NANOBOT_HOME)/config.json" || NANOBOT_HOME="$(NANOBOT_HOME)" $(BIN)/nanobot onboard
-	NANOBOT_HOME="$(NANOBOT_HOME)" $(BIN)/nanobot agent
+	@if NANOBOT_HOME="$(NANOBOT_HOME)" $(BIN)/nanobot onboard --check; then \
+		NANOBOT_HOME="$(NANOBOT_HOME)" $(BIN)/nanobot agent; \
+	fi
 
 ## test: lint, format check and the whole test suite
 test: lint

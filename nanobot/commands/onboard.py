@@ -1,20 +1,23 @@
-"""`nanobot onboard`: NANOBOT_HOME (0700), config.json (0600) and the workspace files."""
+"""`nanobot onboard`: NANOBOT_HOME (0700), config.json (0600), the workspace files and the
+language model (a local server or a hosted API); `--import PATH` takes over an existing nanobot
+home; `--check` says in one line whether a model is usable (for `make run`)."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import secrets
 import shutil
 import sys
 import time
+from pathlib import Path
 
 from nanobot import paths
 from nanobot.agent.workspace import write_templates
-from nanobot.config.loader import ENV_KEYS, load_config, save_config, workspace_path
+from nanobot.commands.onboard_model import ModelChoice, ask_model, check_local, store_key
+from nanobot.config.loader import load_config, save_config, workspace_path
+from nanobot.errors import ConfigError
 
-PROVIDER_CHOICES = ("openai", "anthropic", "openrouter", "deepseek", "groq", "gemini")
+EXIT_NO_MODEL = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,25 +25,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force", action="store_true", help="replace an existing config (a backup is kept)"
     )
+    p.add_argument(
+        "--api-base",
+        metavar="URL",
+        help="use a local OpenAI-compatible server at URL (checked; no questions)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=("custom", "ollama", "vllm"),
+        default="custom",
+        help="which kind of local server --api-base is (default: custom)",
+    )
+    p.add_argument("--model", default="", help="the model to use (with --api-base)")
+    p.add_argument(
+        "--import",
+        dest="import_path",
+        metavar="PATH",
+        type=Path,
+        help="take over an existing nanobot home (its config.json, keys and workspace)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help=f"only say whether a language model is usable (exit {EXIT_NO_MODEL} if not)",
+    )
 
 
-def _credential(name: str, value: str) -> str:
-    """Store a secret in NANOBOT_HOME/credentials/<name> (0600) and return its file: reference."""
-    cred_dir = paths.ensure_dir(paths.home() / "credentials")
-    path = cred_dir / name
-    paths.atomic_write(path, value + "\n")
-    return f"file:{path}"
-
-
-def default_config(provider: str = "", key_ref: str = "") -> dict:
-    providers = {name: {"apiKey": ""} for name in PROVIDER_CHOICES}
-    if provider:
-        providers[provider]["apiKey"] = key_ref
+def default_config(choice: ModelChoice | None = None) -> dict:
+    """The starter config: only settings that work, plus the chosen model if any."""
+    choice = choice or ModelChoice()
+    providers: dict = {}
+    if choice.provider:
+        section = providers[choice.provider] = {}
+        if choice.api_base:
+            section["apiBase"] = choice.api_base
+        if choice.key_ref:
+            section["apiKey"] = choice.key_ref
     return {
         "agents": {
             "defaults": {
                 "workspace": "~/.nanobot/workspace",
-                "model": "",
+                "model": choice.model,
                 "maxTokens": 8192,
                 "temperature": 0.7,
                 "maxToolIterations": 20,
@@ -57,10 +82,9 @@ def default_config(provider: str = "", key_ref: str = "") -> dict:
             "whatsapp": {
                 "enabled": False,
                 "bridgeUrl": "ws://127.0.0.1:3001",
-                "bridgeToken": _credential("whatsapp-bridge-token", secrets.token_urlsafe(32)),
+                "bridgeToken": store_key("whatsapp-bridge-token", secrets.token_urlsafe(32)),
                 "allowFrom": [],
             },
-            "email": {"enabled": False, "consentGranted": False, "allowFrom": []},
         },
         "gateway": {"host": "127.0.0.1", "port": 18790},
         "security": {"rateLimit": {"messagesPerMinute": 20, "burst": 5, "toolCallsPerHour": 0}},
@@ -75,25 +99,32 @@ def _ask(question: str, default: str = "") -> str:
     return answer or default
 
 
-def _ask_provider() -> tuple[str, str]:
-    have = [n for n, var in ENV_KEYS.items() if n in PROVIDER_CHOICES and os.environ.get(var)]
-    if have:
-        print(f"Found an API key in the environment for: {', '.join(have)} (used automatically).")
-    name = _ask(f"Provider to store a key for [{'/'.join(PROVIDER_CHOICES)}, Enter to skip]:")
-    if not name:
-        return "", ""
-    if name not in PROVIDER_CHOICES:
-        print(f"Unknown provider '{name}'; skipped. Edit providers.<name>.apiKey later.")
-        return "", ""
-    key = getpass.getpass(
-        f"{name} API key (hidden; stored 0600 under {paths.home()}/credentials): "
-    )
-    return (name, _credential(name, key.strip())) if key.strip() else ("", "")
+def model_status(cfg_path: Path) -> tuple[bool, str]:
+    """(usable, one line): which model nanobot will use and where, or what to set."""
+    from nanobot.providers.registry import select
+
+    try:
+        cfg, _ = load_config(cfg_path)
+        sel = select(cfg)
+    except ConfigError as e:
+        return False, f"Not ready: {e}"
+    base = sel.provider_cfg.api_base or sel.spec.default_api_base
+    where = f"your server at {base}" if sel.spec.is_local else sel.spec.name
+    return True, f"Ready: nanobot will use {sel.model} via {where}. Run: nanobot agent"
 
 
 def run(args: argparse.Namespace) -> int:
     cfg_path = args.config or paths.config_path()
-    interactive = not args.yes and sys.stdin.isatty()
+    if args.check:
+        ok, line = model_status(cfg_path)
+        if not ok:
+            print(line)
+        return 0 if ok else EXIT_NO_MODEL
+    if args.import_path:
+        from nanobot.commands.onboard_import import import_home
+
+        return import_home(args.import_path, cfg_path)
+    interactive = not args.yes and not args.api_base and sys.stdin.isatty()
     paths.ensure_dir(paths.home())
     write_config = True
     if cfg_path.exists() and not args.force:
@@ -109,8 +140,15 @@ def run(args: argparse.Namespace) -> int:
             shutil.copy2(cfg_path, backup)
             backup.chmod(paths.FILE_MODE)
             print(f"Backed up the old config to {backup}")
-        provider, key_ref = _ask_provider() if interactive else ("", "")
-        save_config(default_config(provider, key_ref), cfg_path)
+        if args.api_base:
+            choice = check_local(args.provider, args.api_base, args.model)
+        elif interactive:
+            choice = ask_model(_ask)
+        else:
+            choice = ModelChoice()
+        for note in choice.notes:
+            print(note)
+        save_config(default_config(choice), cfg_path)
         print(f"Wrote {cfg_path} (mode 0600)")
     cfg, _ = load_config(cfg_path)
     workspace = workspace_path(cfg)
@@ -118,5 +156,5 @@ def run(args: argparse.Namespace) -> int:
     for f in write_templates(workspace):
         print(f"Created {f}")
     print(f"Workspace: {workspace}")
-    print("Next: set an API key (e.g. export OPENAI_API_KEY=…), then run: nanobot agent")
+    print(model_status(cfg_path)[1])  # the last line says what was done, or what to set
     return 0

@@ -28,8 +28,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"Workspace:  {ws}{'' if ws.exists() else ' (not created yet)'}")
     try:
         sel = select(cfg)
+        pc = sel.provider_cfg
         print(f"Model:      {sel.model} via {sel.spec.name}")
         print(f"            {sel.reason}")
+        window = f", context {pc.context_window} tokens" if pc.context_window else ""
+        print(
+            f"            timeouts: connect {pc.connect_timeout:g} s, silence {pc.timeout:g} s; "
+            f"streaming {'on' if pc.stream else 'off'}{window}"
+        )
     except ConfigError as e:
         print(f"Model:      none usable — {e}")
     keyed = []
@@ -38,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
         if prov.api_key:
             source = "environment" if os.environ.get(ENV_KEYS[name]) == prov.api_key else "config"
             keyed.append(f"{name} ({source})")
-    if cfg.providers.custom.api_base:
-        keyed.append("custom (apiBase)")
+    for name in ("custom", "ollama", "vllm"):
+        base = getattr(cfg.providers, name).api_base
+        if base:
+            keyed.append(f"{name} (server at {base})")
     print(f"Providers:  {', '.join(keyed) if keyed else 'none has a key'}")
     t = cfg.tools
     print(f"Files:      restrictToWorkspace={'on' if t.restrict_to_workspace else 'OFF'}")

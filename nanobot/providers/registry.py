@@ -99,15 +99,12 @@ def _missing(spec: ProviderSpec) -> str:
 
 
 def _no_provider(model: str, wanted: ProviderSpec | None) -> ConfigError:
-    from nanobot import paths
-
+    """One short line: what is missing and the three ways to fix it."""
     first = f"model {model!r} needs {_missing(wanted)}; " if wanted else ""
-    env_vars = ", ".join(spec.env_key for spec in PROVIDERS if spec.env_key)
     return ConfigError(
-        f"no LLM provider is configured: {first}fix: set an API key in {paths.config_path()} "
-        "(providers.openrouter.apiKey, providers.anthropic.apiKey, providers.openai.apiKey, …) "
-        f"or in an environment variable ({env_vars}), or point providers.custom.apiBase at an "
-        "OpenAI-compatible server; 'nanobot onboard' writes a starter config"
+        f"no language model is set up: {first}fix: run 'nanobot onboard', export an API key "
+        "(OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENROUTER_API_KEY, …; or providers.<name>.apiKey), "
+        "or point providers.custom.apiBase at a local OpenAI-compatible server"
     )
 
 
@@ -148,7 +145,14 @@ def select(cfg: Config) -> Selection:
         chosen = next((s for s in PROVIDERS if _configured(s, pcs[s.name])), None)
         if chosen is None:
             raise _no_provider(model, wanted)
-        why = "first configured provider" + (f"; {_missing(wanted)} is not set" if wanted else "")
+        if chosen.is_local:
+            # A server the user pointed at serves whatever it serves: a "qwen" there is not
+            # a DashScope model, so the keyword's provider is not mentioned.
+            why = f"your server at providers.{chosen.name}.apiBase = {pcs[chosen.name].api_base}"
+        else:
+            why = "first configured provider" + (
+                f"; {_missing(wanted)} is not set" if wanted else ""
+            )
     pc = pcs[chosen.name]
     if model:
         return Selection(chosen, pc, model, f"model {model!r} → {chosen.name} ({why})")
