@@ -34,6 +34,7 @@ import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -134,6 +135,8 @@ class FakeTelegram:
         self._poll_gen = 0
         self._closing = False
         self._server: ThreadingHTTPServer | None = None
+        # Called with each accepted sendMessage before its answer goes out (fault injection).
+        self.on_sent: Callable[[dict], None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -345,6 +348,8 @@ class FakeTelegram:
                 {**params, "chat_id": str(chat_id), "visible": visible, "at": time.monotonic()}
             )
             self._cond.notify_all()
+        if self.on_sent is not None:
+            self.on_sent(self.sent[-1])
         return message
 
     def api_sendChatAction(self, params: dict) -> bool:

@@ -1,0 +1,320 @@
+"""The route in process: store (dedupe, corrupt files, recovery), dispatcher (order, bound, lock
+clean-up, stored replies), admission, the supervisor's backoff and the loop's iteration cap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from nanobot.backoff import Backoff
+from nanobot.channels.manager import Supervisor
+from nanobot.config.schema import Config
+from nanobot.route.admission import Admission
+from nanobot.route.dispatcher import FAILURE_REPLY, Dispatcher
+from nanobot.route.message import InboundMessage, OutboundMessage, reply_for
+from nanobot.route.route import Route
+from nanobot.route.store import Store
+from nanobot.security import audit
+from nanobot.security.ratelimit import RateLimiter
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOBOT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(audit, "_AUDIT", audit.get_audit())
+    log = audit.configure_audit(Config())
+    yield tmp_path / "home"
+    log.close()
+
+
+def msg(chat="1", text="hi", key=None, **meta) -> InboundMessage:
+    metadata = {"message_id": meta.pop("message_id", 7), **meta}
+    if key:
+        metadata["dedupe_key"] = key
+    return InboundMessage("telegram", chat, chat, text, metadata=metadata)
+
+
+class Sink:
+    """A channel's delivering end: records what it was asked to send; can fail on demand."""
+
+    name = "telegram"
+
+    def __init__(self, fail: int = 0) -> None:
+        self.sent: list[OutboundMessage] = []
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.fail = fail
+
+    async def send(self, out: OutboundMessage) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise OSError("channel down")
+        self.sent.append(out)
+
+    def turn_started(self, m: InboundMessage) -> None:
+        self.started.append(m.content)
+
+    def turn_finished(self, m: InboundMessage) -> None:
+        self.finished.append(m.content)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+# ---- store ------------------------------------------------------------------------------------
+
+
+def test_store_refuses_a_key_that_is_pending_or_already_answered(tmp_path):
+    store = Store(tmp_path / "state")
+    first = msg(key="telegram:5")
+    assert store.accept(first)
+    assert not store.accept(msg(key="telegram:5"))  # pending
+    name = store.reply(first, reply_for(first, "ok"))
+    store.delivered(name)
+    assert not store.accept(msg(key="telegram:5"))  # answered and retired
+    store.close()
+    again = Store(tmp_path / "state")  # the journal survives a restart
+    assert not again.accept(msg(key="telegram:5"))
+    assert again.accept(msg(key="telegram:6"))
+
+
+def test_reply_retires_the_message_and_a_restart_resends_only_the_reply(tmp_path):
+    store = Store(tmp_path / "state")
+    m = msg(key="telegram:9", text="question")
+    store.accept(m)
+    store.reply(m, reply_for(m, "answer"))
+    restarted = Store(tmp_path / "state")
+    assert restarted.pending() == []
+    [(name, out)] = restarted.unsent()
+    assert (out.content, out.reply_to, out.chat_id) == ("answer", "7", "1")
+    assert not restarted.accept(msg(key="telegram:9"))
+
+
+def test_crash_between_reply_and_retire_does_not_requeue(tmp_path):
+    store = Store(tmp_path / "state")
+    m = msg(key="k1")
+    store.accept(m)
+    inbox_copy = (store.inbox / m.metadata["inbox_file"]).read_text()
+    store.reply(m, reply_for(m, "done"))
+    (store.inbox / m.metadata["inbox_file"]).write_text(inbox_copy)  # the unlink never happened
+    restarted = Store(tmp_path / "state")
+    assert restarted.pending() == []
+    assert not (store.inbox / m.metadata["inbox_file"]).exists()
+    assert len(restarted.unsent()) == 1
+
+
+def test_corrupt_files_are_set_aside_and_the_rest_recovered(tmp_path, caplog):
+    store = Store(tmp_path / "state")
+    good = msg(key="good", text="keep me")
+    store.accept(good)
+    (store.inbox / "00000000000000000001-000001-bad.json").write_text('{"channel": "tele')
+    (store.outbox / "00000000000000000002-000002-worse.json").write_text("not json")
+    restarted = Store(tmp_path / "state")
+    assert [m.content for m in restarted.pending()] == ["keep me"]
+    assert restarted.unsent() == []
+    assert sorted(p.name for p in (tmp_path / "state").rglob("*.corrupt")) == [
+        "00000000000000000001-000001-bad.corrupt",
+        "00000000000000000002-000002-worse.corrupt",
+    ]
+    assert "unreadable" in caplog.text
+
+
+def test_done_journal_is_compacted_and_bounded(tmp_path, monkeypatch):
+    from nanobot.route import store as store_mod
+
+    monkeypatch.setattr(store_mod, "DONE_KEEP", 10)
+    store = Store(tmp_path / "state")
+    for i in range(45):
+        m = msg(key=f"k{i}")
+        store.accept(m)
+        store.delivered(store.reply(m, reply_for(m, "x")))
+    lines = (tmp_path / "state" / "done.log").read_text().split()
+    assert len(lines) <= 20 and lines[-1] == "k44"
+    assert not store.accept(msg(key="k44"))
+
+
+# ---- dispatcher -------------------------------------------------------------------------------
+
+
+def test_one_chat_in_order_chats_concurrently_within_the_bound_locks_cleaned(tmp_path):
+    active, peak, order = 0, 0, []
+
+    async def turn(m, ctx):
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        order.append(m.content)
+        return f"re: {m.content}"
+
+    async def go():
+        sink = Sink()
+        d = Dispatcher(turn, Store(tmp_path / "state"), {"telegram": sink}, max_concurrent=3)
+        for chat in "abcdef":
+            for i in range(3):
+                d.submit(msg(chat=chat, text=f"{chat}{i}"))
+        await asyncio.wait(set(d.tasks))
+        return d, sink
+
+    d, sink = run(go())
+    assert peak == 3
+    for chat in "abcdef":
+        assert [t for t in order if t[0] == chat] == [f"{chat}0", f"{chat}1", f"{chat}2"]
+    assert len(sink.sent) == 18 and d.turns_done == 18
+    assert d._locks == {}
+    assert sorted(sink.started) == sorted(sink.finished)
+
+
+def test_reply_is_threaded_to_the_inbound_message(tmp_path):
+    async def turn(m, ctx):
+        assert (ctx.message_id, ctx.channel, ctx.chat_id) == ("55", "telegram", "9")
+        return "threaded"
+
+    async def go():
+        sink = Sink()
+        d = Dispatcher(turn, None, {"telegram": sink}, 2)
+        await d.submit(msg(chat="9", message_id=55, thread_id=3))
+        return sink.sent
+
+    [out] = run(go())
+    assert (out.reply_to, out.metadata["thread_id"], out.content) == ("55", 3, "threaded")
+
+
+def test_a_failed_send_keeps_the_stored_reply_and_recover_sends_it_without_a_turn(tmp_path):
+    turns = []
+
+    async def turn(m, ctx):
+        turns.append(m.content)
+        return "answer"
+
+    async def go():
+        store = Store(tmp_path / "state")
+        m = msg(key="k")
+        store.accept(m)
+        d = Dispatcher(turn, store, {"telegram": Sink(fail=1)}, 2)
+        await d.submit(m)  # the channel is down: the reply stays stored
+        sink = Sink()
+        d2 = Dispatcher(turn, Store(tmp_path / "state"), {"telegram": sink}, 2)
+        resent, queued = await d2.recover()
+        await asyncio.wait(set(d2.tasks))
+        return turns, sink.sent, (resent, queued)
+
+    turns, sent, counts = run(go())
+    assert turns == ["hi"]
+    assert [o.content for o in sent] == ["answer"]
+    assert counts == (1, 0)
+
+
+def test_a_turn_that_raises_answers_the_generic_apology(tmp_path):
+    async def turn(m, ctx):
+        raise RuntimeError("boom")
+
+    async def go():
+        sink = Sink()
+        await Dispatcher(turn, None, {"telegram": sink}, 1).submit(msg())
+        return sink.sent
+
+    assert [o.content for o in run(go())] == [FAILURE_REPLY]
+
+
+def test_outbox_sends_to_the_origin_chat_now(tmp_path):
+    async def turn(m, ctx):
+        await ctx.outbox.send("working on it…")
+        return "done"
+
+    async def go():
+        sink = Sink()
+        await Dispatcher(turn, Store(tmp_path / "state"), {"telegram": sink}, 1).submit(msg())
+        return sink.sent
+
+    sent = run(go())
+    assert [(o.chat_id, o.content) for o in sent] == [("1", "working on it…"), ("1", "done")]
+    assert not list((tmp_path / "state" / "outbox").glob("*.json"))
+
+
+# ---- route and admission ----------------------------------------------------------------------
+
+
+def test_internal_producers_skip_allow_from_but_not_the_limit_or_the_audit(tmp_path, home):
+    got = []
+    route = Route(Admission(RateLimiter(per_minute=1, burst=1)), Store(tmp_path / "s"), got.append)
+
+    def cron(n):
+        return InboundMessage(
+            "telegram", "cron:daily", "42", "remind", metadata={"origin": "cron", "dedupe_key": n}
+        )
+
+    assert run(route.submit(cron("a")))
+    assert run(route.submit(cron("b"))).reason == "rate_limited"
+    assert len(got) == 1
+    events = [json.loads(line) for line in (home / "logs" / "audit.jsonl").read_text().splitlines()]
+    access = [e for e in events if e["event"] == "access"]
+    assert access[0]["reason"] == "cron" and access[0]["decision"] == "allowed"
+
+
+def test_a_store_that_cannot_write_accepts_nothing(tmp_path):
+    got = []
+    store = Store(tmp_path / "s")
+    route = Route(Admission(None), store, got.append)
+    aside = store.inbox.with_name("inbox.real")
+    store.inbox.rename(aside)
+    store.inbox.write_text("")  # a file where the folder was: every write fails, root or not
+    try:
+        with pytest.raises(OSError):
+            run(route.accept(msg(key="x")))
+    finally:
+        store.inbox.unlink()
+        aside.rename(store.inbox)
+    assert got == []
+    assert run(route.accept(msg(key="x")))  # the key was not burnt by the failed write
+    assert len(got) == 1
+
+
+# ---- supervisor -------------------------------------------------------------------------------
+
+
+class Flaky:
+    name = "flaky"
+    status = "running"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.starts = 0
+        self.done = asyncio.Event()
+
+    async def start(self) -> None:
+        self.starts += 1
+        if self.starts <= self.failures:
+            raise ConnectionError(f"down #{self.starts}")
+        self.done.set()
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        pass
+
+
+def test_supervisor_restarts_with_growing_jittered_backoff(monkeypatch):
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(seconds):
+        slept.append(seconds)
+        await real_sleep(0)
+
+    async def go():
+        monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+        ch = Flaky(failures=4)
+        sup = Supervisor("flaky", ch, Backoff(1.0, 5.0))
+        sup.start()
+        await asyncio.wait_for(ch.done.wait(), 5)
+        await sup.stop()
+        return sup, ch
+
+    sup, ch = run(go())
+    assert (ch.starts, sup.restarts) == (5, 4)
+    bounds = [(0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (2.5, 5.0)]
+    assert all(lo <= s <= hi for s, (lo, hi) in zip(slept, bounds, strict=True)), slept
