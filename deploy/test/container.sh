@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Container helpers for deploy/test/run.sh: a Debian 12 rootfs booted with systemd-nspawn,
-# networked by slirp4netns. Source this file; it defines functions and sets no traps.
+# Container helpers for deploy/test/run.sh: a Debian rootfs (SUITE: bookworm or trixie) booted
+# with systemd-nspawn, networked by slirp4netns. Source this file; it defines functions and
+# sets no traps.
 #
-# Globals used: CACHE (cache folder), ROOTFS_TAR, CT_ROOT, CT_NAME; set by ct_boot:
+# Globals used: SUITE, ROOTFS_TAR, CT_ROOT, CT_NAME, CT_LOG; set by ct_boot:
 # CT_PID (the container's PID 1 as seen from the host), NSPAWN_PID, SLIRP_PID.
 
 ROOTFS_PACKAGES="python3,systemd,systemd-sysv,dbus,ca-certificates,sudo"
@@ -18,10 +19,10 @@ ct_build_rootfs() {
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
-        bookworm "$tmp" \
-        "deb https://deb.debian.org/debian bookworm main" \
-        "deb https://deb.debian.org/debian bookworm-updates main" \
-        "deb https://deb.debian.org/debian-security bookworm-security main" </dev/null >/dev/null
+        "$SUITE" "$tmp" \
+        "deb https://deb.debian.org/debian $SUITE main" \
+        "deb https://deb.debian.org/debian $SUITE-updates main" \
+        "deb https://deb.debian.org/debian-security $SUITE-security main" </dev/null >/dev/null
     mv "$tmp" "$ROOTFS_TAR"
 }
 
@@ -85,6 +86,29 @@ ct_boot() {
     running | degraded) echo "container $CT_NAME up (PID $CT_PID, systemd: $state)" ;;
     *) echo "container did not finish booting (state: ${state:-none})" >&2; return 1 ;;
     esac
+    ct_provide_loop_devices
+}
+
+# A VM has loop devices; nspawn's private /dev has none. The kernel hands out free loop
+# numbers host-wide (LOOP_CTL_GET_FREE), so the nodes alone are enough for `mount -o loop`.
+ct_provide_loop_devices() {
+    ct_exec sh -c '[ -e /dev/loop-control ] || mknod -m 0600 /dev/loop-control c 10 237
+        i=0; while [ $i -lt 64 ]; do
+            [ -e /dev/loop$i ] || mknod -m 0600 /dev/loop$i b 7 $i; i=$((i + 1)); done'
+}
+
+# Detach loop devices still backed by files of this container (after a hard stop).
+_ct_release_loops() {
+    [[ -n "${CT_ROOT:-}" && -d "$CT_ROOT" ]] || return 0
+    local dev ino majmin img
+    while read -r dev ino majmin; do
+        for img in "$CT_ROOT"/var/lib/*.img; do
+            [[ -e "$img" ]] || continue
+            if [[ "$(stat -c '%i %Hd:%Ld' "$img")" == "$ino $majmin" ]]; then
+                losetup -d "$dev" 2>/dev/null || true
+            fi
+        done
+    done < <(losetup -n -l -O NAME,BACK-INO,BACK-MAJ:MIN 2>/dev/null)
 }
 
 # Power the container off and stop slirp4netns; safe to call more than once.
@@ -105,5 +129,6 @@ ct_stop() {
         kill "$SLIRP_PID" 2>/dev/null || true
         wait "$SLIRP_PID" 2>/dev/null || true
     fi
+    _ct_release_loops
     CT_PID="" NSPAWN_PID="" SLIRP_PID=""
 }

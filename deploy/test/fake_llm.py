@@ -2,8 +2,9 @@
 """A scripted OpenAI-compatible model server for the deployment test (runs inside the container).
 
 POST /v1/chat/completions: while the current turn has no tool result yet, answer with one
-`exec` tool call (PROBE_COMMAND); once it has one, answer with a final text that quotes the
-tool result, so the caller sees what the command printed inside the service's sandbox.
+`exec` tool call; once it has one, answer with a final text that quotes the tool result, so
+the caller sees what the command printed inside the service's sandbox. The command is the
+text after "exec: " when the user's message contains it, else PROBE_COMMAND.
 Standard library only: the container has nothing but Debian's python3.
 """
 
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PROBE_COMMAND = "echo sandboxed > probe.txt && cat probe.txt && echo pid1=$(cat /proc/1/comm)"
 FINAL_PREFIX = "probe finished: "
+EXEC_PREFIX = "exec: "
 
 
 def _tool_result(messages: list[dict]) -> str | None:
@@ -33,14 +35,28 @@ def _tool_result(messages: list[dict]) -> str | None:
     return None
 
 
+def _command(messages: list[dict]) -> str:
+    """The command the last user message asks for ("exec: CMD"), else PROBE_COMMAND."""
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            text = msg.get("content")
+            if isinstance(text, list):
+                text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+            text = str(text or "")
+            at = text.find(EXEC_PREFIX)
+            return text[at + len(EXEC_PREFIX) :] if at >= 0 else PROBE_COMMAND
+    return PROBE_COMMAND
+
+
 def reply_for(body: dict) -> dict:
     """The scripted chat.completion for one request body."""
-    result = _tool_result(body.get("messages", []))
+    messages = body.get("messages", [])
+    result = _tool_result(messages)
     if result is None:
         call = {
             "id": "call_probe_1",
             "type": "function",
-            "function": {"name": "exec", "arguments": json.dumps({"command": PROBE_COMMAND})},
+            "function": {"name": "exec", "arguments": json.dumps({"command": _command(messages)})},
         }
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
         finish = "tool_calls"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end test of deploy/ansible: lint, then converge a booted Debian 12 container twice
-# (the second run must report changed=0), then check the live host with pytest-testinfra.
-# Needs root. Caches (tool venv, rootfs tarball) live in $NANOBOT_DEPLOY_CACHE
+# End-to-end test of deploy/ansible: lint, then for each Debian release (bookworm = 12,
+# trixie = 13; NANOBOT_DEPLOY_SUITES picks, default both) converge a booted container twice
+# (the second run must report changed=0), check the live host with pytest-testinfra and run
+# the operational scenarios (upgrade, rollback, refusals). Prints each stage's time.
+# Needs root. Caches (tool venv, rootfs tarballs) live in $NANOBOT_DEPLOY_CACHE
 # (default /var/cache/nanobot-deploy), outside the repository. Exits non-zero on any failure.
 # NANOBOT_DEPLOY_SOURCE=DIR deploys another checkout (default: this one; either way a snapshot
 # of it taken at the start); NANOBOT_DEPLOY_KEEP=1 leaves the
@@ -12,8 +14,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/deploy/test"
 CACHE=${NANOBOT_DEPLOY_CACHE:-/var/cache/nanobot-deploy}
 VENV="$CACHE/venv"
-ROOTFS_TAR="$CACHE/rootfs-bookworm-v1.tar.zst"
-CT_NAME=nanobot-deploy-test
+SUITES=${NANOBOT_DEPLOY_SUITES:-bookworm trixie}
 HOST_TOOLS=(mmdebstrap systemd-container slirp4netns zstd iproute2 util-linux python3-venv nftables)
 
 # shellcheck source=deploy/test/container.sh
@@ -28,7 +29,7 @@ phase() {
 }
 phase_end() {
     if [[ -n "$PHASE" ]]; then
-        TIMINGS+=("$(printf '%-16s %s s' "$PHASE" "$(seconds_since "$PHASE_START")")")
+        TIMINGS+=("$(printf '%-26s %6s s' "$PHASE" "$(seconds_since "$PHASE_START")")")
     fi
     PHASE=""
 }
@@ -65,6 +66,7 @@ cleanup() {
     fi
     printf '\n===== timings =====\n'
     printf '%s\n' "${TIMINGS[@]}"
+    printf '%-26s %6s s\n' total "$(seconds_since "$START")"
     # The closing line reads like a test runner's summary ("N passed, N failed").
     if ((rc == 0)); then
         echo "deploy-test: $PASSED passed, 0 failed"
@@ -104,8 +106,6 @@ fi
 # Ansible runs with a clean environment: the controller's PIP_*/SSL_* variables would
 # otherwise leak into the container through the nsenter connection.
 WORK=$(mktemp -d /var/tmp/nanobot-deploy-test.XXXXXX)
-CT_ROOT="$WORK/root"
-CT_LOG="$WORK/nspawn.log"
 ansible_env=(env -i "PATH=$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     "HOME=${HOME:-/root}" LANG=C.UTF-8 "ANSIBLE_CONFIG=$REPO/deploy/ansible/ansible.cfg"
     ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 "ANSIBLE_LOCAL_TEMP=$WORK/ansible-local"
@@ -131,102 +131,118 @@ ok "syntax check"
     fail "ansible-lint (production profile) found problems"
 ok "ansible-lint --profile production"
 
-phase rootfs
-mkdir -p "$CACHE"
-ct_build_rootfs
-
 host_firewall() {
     if command -v nft >/dev/null; then nft list ruleset 2>&1; fi
     if command -v iptables-save >/dev/null; then iptables-save 2>&1 | grep -v '^#'; fi
     cat /proc/net/ip_tables_names /proc/net/ip6_tables_names 2>/dev/null || true
 }
-host_firewall >"$WORK/host-firewall.before"
 
-phase boot
-ct_boot
+run_suite() {
+    SUITE=$1
+    ROOTFS_TAR="$CACHE/rootfs-$SUITE-v1.tar.zst"
+    CT_NAME="nanobot-$SUITE"
+    CT_ROOT="$WORK/$SUITE/root"
+    CT_LOG="$WORK/$SUITE/nspawn.log"
+    LOGS="$WORK/$SUITE"
+    mkdir -p "$LOGS"
+    phase "$SUITE/rootfs"
+    mkdir -p "$CACHE"
+    ct_build_rootfs
 
-cat >"$WORK/inventory.ini" <<EOF
-[nanobot]
-$CT_NAME ansible_connection=community.docker.nsenter ansible_nsenter_pid=$CT_PID ansible_python_interpreter=/usr/bin/python3
-EOF
-converge() {
-    "${ansible_env[@]}" ansible-playbook -i "$WORK/inventory.ini" "$PLAYBOOK" \
-        -e "@$HERE/vars.yml" -e "nanobot_source_dir=$SOURCE" "$@"
-}
-recap() { grep -E "^$CT_NAME +: ok=" "$1" || fail "no play recap in $1"; }
+    host_firewall >"$LOGS/host-firewall.before"
 
-phase converge-1
-converge 2>&1 | tee "$WORK/converge-1.log" || fail "first converge failed"
-recap "$WORK/converge-1.log" | grep -q "failed=0" || fail "first converge reported failures"
-ok "first converge"
+    phase "$SUITE/boot"
+    ct_boot
 
-phase converge-2
-converge 2>&1 | tee "$WORK/converge-2.log" || fail "second converge failed"
-line=$(recap "$WORK/converge-2.log")
-echo "second run: $line"
-if ! grep -q " changed=0 " <<<"$line" || ! grep -q " failed=0 " <<<"$line"; then
-    grep -E -B2 '^changed:' "$WORK/converge-2.log" || true
-    fail "second converge is not idempotent: $line"
-fi
-ok "second converge changed nothing"
-
-phase refusals
-expect_refusal() {
-    local what=$1 pattern=$2
-    shift 2
-    if converge --tags nanobot_assert "$@" >"$WORK/refusal.log" 2>&1; then
-        fail "the role accepted $what"
-    fi
-    grep -q -- "$pattern" "$WORK/refusal.log" || {
-        cat "$WORK/refusal.log"
-        fail "refusing $what did not say '$pattern'"
+    printf '[nanobot]\n%s ansible_connection=community.docker.nsenter ansible_nsenter_pid=%s %s\n' \
+        "$CT_NAME" "$CT_PID" "ansible_python_interpreter=/usr/bin/python3" >"$LOGS/inventory.ini"
+    converge() {
+        "${ansible_env[@]}" ansible-playbook -i "$LOGS/inventory.ini" "$PLAYBOOK" \
+            -e "@$HERE/vars.yml" -e "nanobot_source_dir=$SOURCE" "$@"
     }
-    ok "refused $what"
+    recap() { grep -E "^$CT_NAME +: ok=" "$1" || fail "no play recap in $1"; }
+
+    phase "$SUITE/converge-1"
+    converge 2>&1 | tee "$LOGS/converge-1.log" || fail "first converge failed"
+    recap "$LOGS/converge-1.log" | grep -q "failed=0" || fail "first converge reported failures"
+    ok "first converge"
+
+    phase "$SUITE/converge-2"
+    converge 2>&1 | tee "$LOGS/converge-2.log" || fail "second converge failed"
+    line=$(recap "$LOGS/converge-2.log")
+    echo "second run: $line"
+    if ! grep -q " changed=0 " <<<"$line" || ! grep -q " failed=0 " <<<"$line"; then
+        grep -E -B2 '^changed:' "$LOGS/converge-2.log" || true
+        fail "second converge is not idempotent: $line"
+    fi
+    ok "second converge changed nothing"
+
+    phase "$SUITE/refusals"
+    expect_refusal() {
+        local what=$1 pattern=$2
+        shift 2
+        if converge --tags nanobot_assert "$@" >"$LOGS/refusal.log" 2>&1; then
+            fail "the role accepted $what"
+        fi
+        grep -q -- "$pattern" "$LOGS/refusal.log" || {
+            cat "$LOGS/refusal.log"
+            fail "refusing $what did not say '$pattern'"
+        }
+        ok "refused $what"
+    }
+    expect_refusal "an open Telegram channel" "nanobot_telegram_allow_from is empty" \
+        -e '{"nanobot_telegram_enabled": true, "nanobot_telegram_token": "x"}'
+    expect_refusal "nanobot_user=root" "must not be root" -e nanobot_user=root
+
+    phase "$SUITE/verify"
+    NANOBOT_DEPLOY_PID=$CT_PID NANOBOT_DEPLOY_ROOT=$CT_ROOT NANOBOT_DEPLOY_VARS="$HERE/vars.yml" \
+        "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rA -s "$HERE/tests" | tee "$LOGS/pytest.log" ||
+        fail "live checks failed"
+    live=$(grep -Eo '^[0-9]+ passed' "$LOGS/pytest.log" | cut -d' ' -f1)
+    PASSED=$((PASSED + ${live:-0}))
+
+    phase "$SUITE/upgrade-rollback"
+    release() { ct_exec readlink /opt/nanobot/venv; }
+    main_pid() { ct_exec systemctl show -p MainPID --value nanobot.service; }
+    healthy() {
+        ct_exec python3 -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:18790/healthz", timeout=10)' ||
+            fail "/healthz does not answer after $1"
+    }
+    old_release=$(release) old_pid=$(main_pid)
+    next_src="$LOGS/source-next"
+    snapshot_source "$SOURCE" "$next_src"
+    echo "# upgrade test $(date +%s)" >>"$next_src/nanobot/__init__.py"
+    converge --tags nanobot_app -e "nanobot_source_dir=$next_src" >"$LOGS/upgrade.log" 2>&1 ||
+        { cat "$LOGS/upgrade.log"; fail "upgrade converge failed"; }
+    new_release=$(release)
+    [[ "$new_release" != "$old_release" ]] || fail "upgrade did not switch /opt/nanobot/venv"
+    [[ "$(main_pid)" != "$old_pid" ]] || fail "upgrade did not restart nanobot"
+    healthy upgrade
+    ok "upgraded ${old_release#/opt/nanobot/releases/} -> ${new_release#/opt/nanobot/releases/}"
+    old_id=$(basename "$(dirname "$old_release")")
+    converge --tags nanobot_app -e "nanobot_release=$old_id" >"$LOGS/rollback.log" 2>&1 ||
+        { cat "$LOGS/rollback.log"; fail "rollback converge failed"; }
+    [[ "$(release)" == "$old_release" ]] || fail "rollback did not switch back to $old_id"
+    healthy rollback
+    ok "rolled back to $old_id"
+
+    phase "$SUITE/host-firewall"
+    [[ "$(readlink "/proc/$CT_PID/ns/net")" != "$(readlink /proc/self/ns/net)" ]] ||
+        fail "the container shares the host's network namespace"
+    host_firewall >"$LOGS/host-firewall.after"
+    diff -u "$LOGS/host-firewall.before" "$LOGS/host-firewall.after" ||
+        fail "the host's firewall changed during the test"
+    ok "host firewall unchanged ($(wc -l <"$LOGS/host-firewall.after") lines of ruleset compared);" \
+        "the container's ufw rules live in its own network namespace"
+
+    phase "$SUITE/stop"
+    ct_stop
 }
-expect_refusal "an open Telegram channel" "nanobot_telegram_allow_from is empty" \
-    -e '{"nanobot_telegram_enabled": true, "nanobot_telegram_token": "x"}'
-expect_refusal "nanobot_user=root" "must not be root" -e nanobot_user=root
 
-phase verify
-NANOBOT_DEPLOY_PID=$CT_PID NANOBOT_DEPLOY_ROOT=$CT_ROOT NANOBOT_DEPLOY_VARS="$HERE/vars.yml" \
-    "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rA -s "$HERE/tests" | tee "$WORK/pytest.log" ||
-    fail "live checks failed"
-live=$(grep -Eo '^[0-9]+ passed' "$WORK/pytest.log" | cut -d' ' -f1)
-PASSED=$((PASSED + ${live:-0}))
-
-phase upgrade-rollback
-release() { ct_exec readlink /opt/nanobot/venv; }
-main_pid() { ct_exec systemctl show -p MainPID --value nanobot.service; }
-healthy() {
-    ct_exec python3 -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:18790/healthz", timeout=10)' ||
-        fail "/healthz does not answer after $1"
-}
-old_release=$(release) old_pid=$(main_pid)
-next_src="$WORK/source-next"
-snapshot_source "$SOURCE" "$next_src"
-echo "# upgrade test $(date +%s)" >>"$next_src/nanobot/__init__.py"
-converge --tags nanobot_app -e "nanobot_source_dir=$next_src" >"$WORK/upgrade.log" 2>&1 ||
-    { cat "$WORK/upgrade.log"; fail "upgrade converge failed"; }
-new_release=$(release)
-[[ "$new_release" != "$old_release" ]] || fail "upgrade did not switch /opt/nanobot/venv"
-[[ "$(main_pid)" != "$old_pid" ]] || fail "upgrade did not restart nanobot"
-healthy upgrade
-ok "upgraded ${old_release#/opt/nanobot/releases/} -> ${new_release#/opt/nanobot/releases/}"
-old_id=$(basename "$(dirname "$old_release")")
-converge --tags nanobot_app -e "nanobot_release=$old_id" >"$WORK/rollback.log" 2>&1 ||
-    { cat "$WORK/rollback.log"; fail "rollback converge failed"; }
-[[ "$(release)" == "$old_release" ]] || fail "rollback did not switch back to $old_id"
-healthy rollback
-ok "rolled back to $old_id"
-
-phase host-firewall
-[[ "$(readlink "/proc/$CT_PID/ns/net")" != "$(readlink /proc/self/ns/net)" ]] ||
-    fail "the container shares the host's network namespace"
-host_firewall >"$WORK/host-firewall.after"
-diff -u "$WORK/host-firewall.before" "$WORK/host-firewall.after" ||
-    fail "the host's firewall changed during the test"
-ok "host firewall unchanged ($(wc -l <"$WORK/host-firewall.after") lines of ruleset compared);" \
-    "the container's ufw rules live in its own network namespace"
-
+for suite in $SUITES; do
+    case "$suite" in
+    bookworm | trixie) run_suite "$suite" ;;
+    *) fail "unknown suite '$suite' in NANOBOT_DEPLOY_SUITES (bookworm, trixie)" ;;
+    esac
+done
 phase_end
-echo "total $(seconds_since "$START") s"

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,28 @@ def _http_json(host: Host, method: str, url: str, body=None, token: str | None =
 def http(host: Host):
     """http(method, url, body=None, token=None) -> (status, JSON body), sent inside the container."""
     return lambda *args, **kwargs: _http_json(host, *args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def turn(http, test_vars, scripted_model):
+    """turn(text) -> the reply text of one agent turn in a fresh session (status 200 asserted)."""
+
+    def run(text: str) -> str:
+        body = {
+            "model": "scripted",
+            "messages": [{"role": "user", "content": text}],
+            "user": f"deploy-test-{uuid.uuid4().hex[:8]}",  # a fresh session: no history
+        }
+        status, reply = http(
+            "POST",
+            "http://127.0.0.1:18790/v1/chat/completions",
+            body,
+            token=test_vars["nanobot_gateway_token"],
+        )
+        assert status == 200, reply
+        return reply["choices"][0]["message"]["content"]
+
+    return run
 
 
 @pytest.fixture(scope="session")
