@@ -56,7 +56,17 @@ def test_lines_are_chained_and_private(log_path):
     assert events[0]["prev"] == GENESIS
     assert events[1]["prev"] == sha(raw[0])
     assert events[2]["prev"] == sha(raw[1])
-    assert list(events[0]) == ["ts", "event", "channel", "sender", "decision", "reason", "prev"]
+    assert list(events[0]) == [
+        "ts",
+        "seq",
+        "event",
+        "channel",
+        "sender",
+        "decision",
+        "reason",
+        "prev",
+    ]
+    assert [e["seq"] for e in events] == [1, 2, 3]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", events[0]["ts"])
     assert stat.S_IMODE(log_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(log_path.parent.stat().st_mode) == 0o700
@@ -365,7 +375,12 @@ def nanobot(home: Path, *argv: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def home(tmp_path):
     h = tmp_path / "home"
-    log = AuditLog(h / "logs" / "audit.jsonl", max_bytes=3000, backup_count=5)
+    log = AuditLog(
+        h / "logs" / "audit.jsonl",
+        max_bytes=3000,
+        backup_count=5,
+        anchor=h / "state" / "audit-anchor.json",
+    )
     for i in range(30):
         decision = "denied" if i % 10 == 3 else "allowed"
         log.record("access", channel="telegram", sender=str(i), decision=decision, reason="x y")

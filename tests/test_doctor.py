@@ -232,7 +232,8 @@ def test_clean_setup_passes_with_exit_0():
     try:
         os.chmod(base, 0o755)
         home = make_home(base, GOOD)
-        AuditLog(home / "logs" / "audit.jsonl").record("gateway_start")
+        anchor = home / "state" / "audit-anchor.json"  # where the gateway keeps it
+        AuditLog(home / "logs" / "audit.jsonl", anchor=anchor).record("gateway_start")
         if user is not None:
             for p in [home, *home.rglob("*")]:
                 os.chown(p, user, user)

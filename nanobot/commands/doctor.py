@@ -42,6 +42,7 @@ FIXES = {
     "audit_disabled": "set security.audit.enabled to true",
     "audit_chain": "investigate (nanobot audit tail); keep the files as evidence, then move "
     "them aside to start a new chain",
+    "audit_seal": "nanobot audit init (prints a verification key: keep it off this machine)",
     "logs_dir_mode": "chmod 700 {path} " + _BY_HAND,
     "log_file_modes": "chmod 600 {path}/*.log* {path}/audit.jsonl* " + _BY_HAND,
     "log_symlinks": "replace them with regular files; logs must not point elsewhere",
@@ -117,6 +118,7 @@ def run_checks(
     """Every check in checklist order. sandbox_status is bwrap_status()'s answer (asked when None)."""
     from nanobot import paths
     from nanobot.security.audit import audit_path
+    from nanobot.security.auditseal import anchor_path, seal_path
 
     checks = [
         check_config_mode(config_path, info.exists),
@@ -129,7 +131,7 @@ def run_checks(
         check_secrets(info.literal_secrets),
         check_gateway(cfg),
         check_rate_limit(cfg),
-        check_audit(cfg.security.audit.enabled, audit_path()),
+        *check_audit(cfg.security.audit.enabled, audit_path(), anchor_path(), seal_path()),
         *check_logs(paths.logs_dir()),
     ]
     others = [w for w in info.warnings if "chmod" not in w]  # modes have checks of their own
@@ -265,18 +267,29 @@ def check_rate_limit(cfg) -> Check:
     return _check("rate_limit", PASS, msg)
 
 
-def check_audit(enabled: bool, path: Path) -> Check:
+def check_audit(
+    enabled: bool, path: Path, anchor: Path | None = None, seal: Path | None = None
+) -> list[Check]:
+    """The trail verifies (chain, numbering, anchor) and is sealed (`nanobot audit init`)."""
     if not enabled:
         msg = "audit trail disabled: security decisions are not recorded"
-        return _check("audit_chain", WARN, msg, "audit_disabled")
-    from nanobot.security.audit import verify
+        return [_check("audit_chain", WARN, msg, "audit_disabled")]
+    from nanobot.security.auditverify import verify
 
-    res = verify(path)
+    res = verify(path, anchor=anchor, seal=seal)
     if not res.ok:
         where, line_no, reason = res.first_bad
-        return _check("audit_chain", FAIL, f"audit chain BROKEN at {where}:{line_no}: {reason}")
+        at = f"{where}:{line_no}" if line_no else where
+        return [_check("audit_chain", FAIL, f"audit chain BROKEN at {at}: {reason}")]
     msg = f"audit chain intact ({res.lines_checked} lines in {res.files} files)"
-    return _check("audit_chain", PASS, msg)
+    out = [_check("audit_chain", PASS, msg)]
+    if seal is not None:
+        if seal.exists():
+            out.append(_check("audit_seal", PASS, "audit trail sealed (forward-secure key)"))
+        else:
+            msg = "audit trail not sealed: a rewritten event could not be told from a real one"
+            out.append(_check("audit_seal", WARN, msg))
+    return out
 
 
 def _loose(st: os.stat_result) -> str:

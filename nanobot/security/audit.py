@@ -1,9 +1,12 @@
-"""The audit trail: logs/audit.jsonl, one JSON event per line, each line hash-chained to the last.
+"""The audit trail: logs/audit.jsonl, one JSON event per line, hash-chained, numbered, sealed.
 
-Every line is {"ts": ISO-8601 UTC, "event": name, …fields, "prev": sha256 hex}, where "prev" is
-the SHA-256 of the previous line's bytes (without its newline); the first line ever carries 64
-zeros. Rotation (audit.jsonl → audit.jsonl.1 → … → audit.jsonl.<backup_count>) keeps the chain:
-the first line of a new file points at the last line of the file rotated away. Field values are
+Every line is {"ts": ISO-8601 UTC, "seq": n, "event": name, …fields, "prev": sha256 hex} and,
+once `nanobot audit init` has run, "epoch" and "mac" (see nanobot.security.auditseal for the
+keys, the seals and the anchor kept outside the file). "prev" is the SHA-256 of the previous
+line's bytes; the first line ever carries 64 zeros; seq counts 1, 2, 3 … across files.
+Rotation (audit.jsonl → audit.jsonl.1 → … → audit.jsonl.<backup_count>) keeps the chain: the
+first line of a new file points at the last line of the file rotated away, and the anchor's
+"floor" records the first seq still kept when the oldest file is dropped. Field values are
 redacted (nanobot.security.redact) and long strings cut, so no secret reaches the trail.
 
 Events used across the project:
@@ -12,8 +15,11 @@ Events used across the project:
   tool_call         tool, args (redacted, cut), decision, duration_ms, exit_code, session
   config_warning    message
   permission_warning  path, mode (or message)
+  workspace_file_refused  path, reason (nanobot.security.wsread)
   gateway_start, gateway_stop
   http_request      path, status, client, decision
+  audit_init        epoch_seconds — written by `nanobot audit init`
+  audit_seal        next_epoch — the last line of an epoch, written by this module
   chain_repair      torn_bytes — written by this module, see below
 
 Torn lines: a crash in the middle of a write can leave a last line without its newline. The
@@ -23,38 +29,47 @@ notes. An unparseable line is accepted only when a `chain_repair` line follows i
 is the last line of the newest file (a crash nobody has written after yet).
 
 Writers: threads of one process share the instance lock; processes (gateway and a CLI run at
-once) serialise on an flock of audit.jsonl.lock and re-read the last line when the file changed
-under them, so concurrent writers never fork the chain.
+once) serialise on an flock of audit.jsonl.lock and re-read the last line, the sealing state
+and the anchor when they changed under them, so concurrent writers never fork the chain.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from nanobot import paths
+from nanobot.security.auditseal import (
+    GENESIS,
+    Anchor,
+    SealState,
+    SyslogSender,
+    anchor_path,
+    evolve,
+    iter_lines_reversed,
+    last_line,
+    line_hash,
+    load_anchor,
+    load_seal,
+    save_anchor,
+    save_seal,
+    seal_path,
+    sealed_line,
+)
 from nanobot.security.redact import redact
 
 log = logging.getLogger("nanobot.audit")
 
-GENESIS = "0" * 64
 MAX_FIELD_CHARS = 500
 MAX_ITEMS = 50  # per dict/list, so one event stays a few KiB
-_RESERVED = ("ts", "event", "prev")
-_BLOCK = 8192
-
-
-def line_hash(line: bytes) -> str:
-    return hashlib.sha256(line).hexdigest()
+_RESERVED = ("ts", "seq", "event", "prev", "epoch", "mac")
 
 
 def _clean(value, limit: int = MAX_FIELD_CHARS):
@@ -78,58 +93,40 @@ def _clean(value, limit: int = MAX_FIELD_CHARS):
     return _clean(str(value), limit)
 
 
-def iter_lines_reversed(path: Path) -> Iterator[bytes]:
-    """The lines of path, last first, read backwards in blocks (never the whole file).
-
-    A final piece without a newline is yielded too (it is a torn line).
-    """
-    with open(path, "rb") as f:
-        pos = f.seek(0, os.SEEK_END)
-        rest = b""
-        first = True
-        while pos > 0:
-            step = min(_BLOCK, pos)
-            pos -= step
-            f.seek(pos)
-            chunk = f.read(step) + rest
-            parts = chunk.split(b"\n")
-            rest = parts[0]
-            tail = parts[1:]
-            if first and tail:
-                first = False
-                if tail[-1] == b"":
-                    tail.pop()  # the file ends with a newline
-            yield from reversed(tail)
-        if rest or not first:
-            yield rest
-
-
-def _last_line(path: Path) -> tuple[bytes | None, bool]:
-    """(last line or None when the file is empty, whether it is torn = lacks its newline)."""
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return None, False
-        f.seek(size - 1)
-        torn = f.read(1) != b"\n"
-    return next(iter_lines_reversed(path)), torn
-
-
 class AuditLog:
-    """Appends hash-chained events to one file; thread- and process-safe; never raises OSError."""
+    """Appends chained, numbered (and, once initialised, sealed) events to one file.
+
+    anchor: where the head is kept outside the file (None: no anchor); seal: the sealing state
+    written by `audit init` (None or absent: lines carry no MAC); syslog: where the anchor is
+    also sent at intervals (None: nowhere). Thread- and process-safe; never raises OSError.
+    """
 
     def __init__(
-        self, path: Path, max_bytes: int = 10_000_000, backup_count: int = 5, enabled: bool = True
+        self,
+        path: Path,
+        max_bytes: int = 10_000_000,
+        backup_count: int = 5,
+        enabled: bool = True,
+        *,
+        anchor: Path | None = None,
+        seal: Path | None = None,
+        syslog: SyslogSender | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         self.enabled = enabled
+        self.anchor_path = anchor
+        self.seal_path = seal
+        self.syslog = syslog
         self._lock = threading.Lock()
         self._fh = None
         self._lock_fd: int | None = None
         self._known: tuple[int, int] | None = None  # (inode, size) right after our last write
         self._prev = GENESIS
+        self._seq = 0
+        self._floor = 1
+        self._seal: tuple[tuple[int, int, int] | None, SealState | None] = (None, None)
 
     def record(self, event: str, **fields) -> None:
         """Append one event. A write failure is logged, never raised into the caller."""
@@ -165,19 +162,67 @@ class AuditLog:
             self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            self._sync()
-            obj = {"ts": _now(), **obj}  # stamped under the lock, so ts never goes backwards
-            line = json.dumps({**obj, "prev": self._prev}).encode()
-            size = self._known[1]
-            if size and size + len(line) + 1 > self.max_bytes:
-                self._rotate()
-                line = json.dumps({**obj, "prev": self._prev}).encode()
-            self._write(line)
+            torn = self._sync()
+            state = self._seal_state()
+            if torn is not None:
+                self._emit({"event": "chain_repair", "torn_bytes": torn}, state)
+                log.warning(
+                    "audit: %s ended in a torn line (crash mid-write); chain repaired", self.path
+                )
+            if state is not None and time.time() >= state.epoch_started + state.interval:
+                state = self._advance(state)
+            self._emit(obj, state)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _sync(self) -> None:
-        """Make sure our handle is the current file and self._prev its last line's hash."""
+    def _emit(self, obj: dict, state: SealState | None, force_syslog: bool = False) -> None:
+        """Number, chain and seal obj, rotate when full, write it, then move the anchor."""
+        obj = {"ts": _now(), "seq": self._seq + 1, **obj}  # stamped under the lock
+
+        def line() -> bytes:
+            full = {**obj, "prev": self._prev}
+            if state is not None:
+                full["epoch"] = state.epoch
+            return sealed_line(full, state.key_bytes if state is not None else None)
+
+        data = line()
+        size = self._known[1]
+        if size and size + len(data) + 1 > self.max_bytes:
+            self._rotate()
+            data = line()
+        self._write(data)
+        self._seq += 1
+        anchor = Anchor(self._seq, self._prev, state.epoch if state else None, self._floor)
+        if self.anchor_path is not None:
+            paths.ensure_dir(self.anchor_path.parent)
+            save_anchor(self.anchor_path, anchor)
+        if self.syslog is not None:
+            self.syslog.anchor(anchor, force=force_syslog)
+
+    def _advance(self, state: SealState) -> SealState:
+        """Close epoch i with a seal line under k_i, then store k_{i+1} in place of k_i."""
+        self._emit({"event": "audit_seal", "next_epoch": state.epoch + 1}, state, True)
+        new = SealState(state.epoch + 1, evolve(state.key_bytes).hex(), time.time(), state.interval)
+        save_seal(self.seal_path, new)
+        self._seal = (_stat_key(self.seal_path), new)
+        return new
+
+    def _seal_state(self) -> SealState | None:
+        if self.seal_path is None:
+            return None
+        key = _stat_key(self.seal_path)
+        if key != self._seal[0]:
+            try:
+                state = load_seal(self.seal_path)
+            except ValueError as e:
+                log.error("audit: %s; events are written without seals until it is fixed", e)
+                state = None
+            self._seal = (key, state)
+        return self._seal[1]
+
+    def _sync(self) -> int | None:
+        """Make sure our handle is the current file and _prev/_seq its last line's; returns
+        the length of a torn last line (which it ends with a newline), else None."""
         try:
             current = os.stat(self.path).st_ino
         except FileNotFoundError:
@@ -187,18 +232,25 @@ class AuditLog:
             self._open()
         st = os.fstat(self._fh.fileno())
         if self._known == (st.st_ino, st.st_size):
-            return
+            return None
         self._known = (st.st_ino, st.st_size)
-        last, torn = _last_line(self.path)
-        self._prev = GENESIS if last is None else line_hash(last)
-        if torn:
-            self._fh.write("\n")
-            self._known = (st.st_ino, st.st_size + 1)
-            repair = {"ts": _now(), "event": "chain_repair", "torn_bytes": len(last)}
-            self._write(json.dumps({**repair, "prev": self._prev}).encode())
-            log.warning(
-                "audit: %s ended in a torn line (crash mid-write); chain repaired", self.path
-            )
+        anchor = load_anchor(self.anchor_path) if self.anchor_path is not None else None
+        self._floor = anchor.floor if anchor is not None else 1
+        last, torn = last_line(self.path)
+        if last is None:  # a new file: carry on from the anchor (another process rotated)
+            self._prev = anchor.head if anchor is not None else GENESIS
+            self._seq = anchor.seq if anchor is not None else 0
+            return None
+        self._prev = line_hash(last)
+        self._seq = _last_seq(self.path)
+        if anchor is not None and self._seq == 0:
+            self._seq = anchor.seq  # a file of old lines without seq
+        if not torn:
+            return None
+        self._fh.write("\n")
+        self._fh.flush()
+        self._known = (st.st_ino, st.st_size + 1)
+        return len(last)
 
     def _write(self, line: bytes) -> None:
         self._fh.write(line.decode() + "\n")
@@ -210,6 +262,10 @@ class AuditLog:
     def _rotate(self) -> None:
         self._close_file()
         if self.backup_count > 0:
+            oldest = self.path.with_name(f"{self.path.name}.{self.backup_count}")
+            if oldest.exists():  # it is dropped now: the trail starts with the next file
+                keep = self.path.with_name(f"{self.path.name}.{self.backup_count - 1}")
+                self._floor = _first_seq(self.path if self.backup_count == 1 else keep) or 1
             for i in range(self.backup_count - 1, 0, -1):
                 src = self.path.with_name(f"{self.path.name}.{i}")
                 if src.exists():
@@ -217,6 +273,7 @@ class AuditLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             os.unlink(self.path)
+            self._floor = self._seq + 1
         self._open()
         self._known = (os.fstat(self._fh.fileno()).st_ino, 0)  # self._prev carries over
 
@@ -239,6 +296,40 @@ class AuditLog:
             self._known = None
 
 
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _seq_of(line: bytes) -> int | None:
+    try:
+        obj = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    seq = obj.get("seq") if isinstance(obj, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def _last_seq(path: Path) -> int:
+    """The seq of the last parseable line among the last two (the last may be torn), else 0."""
+    for n, line in enumerate(iter_lines_reversed(path)):
+        seq = _seq_of(line)
+        if seq is not None or n >= 1:
+            return seq or 0
+    return 0
+
+
+def _first_seq(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            return _seq_of(f.readline().rstrip(b"\n"))
+    except OSError:
+        return None
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -252,10 +343,21 @@ def get_audit() -> AuditLog:
 
 
 def configure_audit(cfg) -> AuditLog:
-    """Open NANOBOT_HOME/logs/audit.jsonl per cfg.security.audit and make it get_audit()'s."""
+    """Open NANOBOT_HOME/logs/audit.jsonl per cfg.security.audit, anchored in
+    state/audit-anchor.json and the system log, sealed when credentials/audit-seal.json exists
+    (`nanobot audit init`), and make it get_audit()'s."""
     global _AUDIT
     a = cfg.security.audit
-    old, _AUDIT = _AUDIT, AuditLog(audit_path(), a.max_bytes, a.backup_count, a.enabled)
+    new = AuditLog(
+        audit_path(),
+        a.max_bytes,
+        a.backup_count,
+        a.enabled,
+        anchor=anchor_path(),
+        seal=seal_path(),
+        syslog=SyslogSender(),
+    )
+    old, _AUDIT = _AUDIT, new
     old.close()
     return _AUDIT
 
@@ -264,109 +366,19 @@ def audit_path() -> Path:
     return paths.logs_dir() / "audit.jsonl"
 
 
-# -- verification --
+# -- verification lives in auditverify; these names stay importable from here --
 
+from nanobot.security.auditverify import VerifyResult, rotation_files, verify  # noqa: E402
 
-@dataclass
-class VerifyResult:
-    """ok, how many lines were read, where the chain first breaks, and notes (torn lines …)."""
-
-    ok: bool
-    lines_checked: int
-    first_bad: tuple[str, int, str] | None = None
-    files: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def rotation_files(path: Path) -> tuple[list[Path], set[Path]]:
-    """(every file of the rotation oldest first — backups up to the highest number, then path
-    when it exists —, the backups missing among them)."""
-    numbers = set()
-    for p in path.parent.glob(f"{path.name}.*"):
-        suffix = p.name[len(path.name) + 1 :]
-        if suffix.isdigit() and not suffix.startswith("0"):
-            numbers.add(int(suffix))
-    top = max(numbers, default=0)
-    seq = [path.with_name(f"{path.name}.{i}") for i in range(top, 0, -1)]
-    missing = {p for i, p in zip(range(top, 0, -1), seq, strict=True) if i not in numbers}
-    if path.exists():
-        seq.append(path)
-    return seq, missing
-
-
-def _parse(line: bytes) -> dict | None:
-    try:
-        obj = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("prev"), str):
-        return None
-    return obj if len(obj["prev"]) == 64 else None
-
-
-def verify(path: Path) -> VerifyResult:
-    """Check the chain through every file of the rotation, oldest backup first.
-
-    Reports the first line whose "prev" does not match the line before it (an edited line, a
-    deleted or inserted line), an unparseable line that no chain_repair follows, and a missing
-    backup between two present ones. Lines cut away at the very start (rotated-away backups)
-    or at the very end cannot be detected by a hash chain; the notes say where the chain starts.
-    """
-    seq, missing = rotation_files(path)
-    res = VerifyResult(True, 0, files=len(seq) - len(missing))
-
-    def bad(where: Path, n: int, reason: str) -> VerifyResult:
-        res.ok, res.first_bad = False, (str(where), n, reason)
-        return res
-
-    expected: str | None = None
-    gap: Path | None = None
-    last_file: Path | None = None
-    for p in seq:
-        if p in missing:
-            gap = gap or p
-            continue
-        pending: int | None = None  # line number of an unparseable line awaiting chain_repair
-        complete = True
-        with open(p, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                res.lines_checked += 1
-                complete = raw.endswith(b"\n")
-                line = raw[:-1] if complete else raw
-                obj = _parse(line)
-                if pending is not None:
-                    if obj is None or obj.get("event") != "chain_repair":
-                        return bad(
-                            p, pending, "line is not a valid audit event (edited or corrupted)"
-                        )
-                    res.notes.append(
-                        f"{p}:{pending}: torn line (crash mid-write), repaired by line {n}"
-                    )
-                    pending = None
-                if gap is not None:
-                    return bad(p, n, f"the file before it, {gap.name}, is missing (deleted?)")
-                if obj is None:
-                    pending, expected = n, line_hash(line)
-                    continue
-                if expected is None:
-                    if obj["prev"] != GENESIS:
-                        res.notes.append(f"the chain starts at {p}:{n} (older files rotated away)")
-                elif obj["prev"] != expected:
-                    before = f"line {n - 1}" if n > 1 else f"the last line of {last_file}"
-                    return bad(
-                        p,
-                        n,
-                        f"prev hash does not match {before}: that line was edited, "
-                        f"or lines were deleted or inserted before line {n}",
-                    )
-                expected = line_hash(line)
-        if pending is not None:
-            if p is not seq[-1] or complete:
-                return bad(p, pending, "line is not a valid audit event (edited or corrupted)")
-            res.notes.append(
-                f"{p}:{pending}: torn last line (crash mid-write); the next event repairs it"
-            )
-        last_file = p
-    if gap is not None:
-        return bad(gap, 0, "backup file is missing (deleted?)")
-    return res
+__all__ = [
+    "GENESIS",
+    "AuditLog",
+    "VerifyResult",
+    "audit_path",
+    "configure_audit",
+    "get_audit",
+    "iter_lines_reversed",
+    "line_hash",
+    "rotation_files",
+    "verify",
+]
