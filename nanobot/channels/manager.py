@@ -20,6 +20,7 @@ log = logging.getLogger("nanobot.channels")
 CHANNELS = {
     "telegram": "nanobot.channels.telegram.channel:TelegramChannel",
     "whatsapp": "nanobot.channels.whatsapp:WhatsAppChannel",
+    "email": "nanobot.channels.email.channel:EmailChannel",
 }
 
 

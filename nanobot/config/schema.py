@@ -69,10 +69,20 @@ class WebConfig:
 
 
 @dataclass
+class MessageToolConfig:
+    # "channel:chat_id" the message tool may send to besides the current chat; each must also
+    # be named in that channel's allowFrom.
+    allowed_targets: list[str] = _f(factory=list)
+    max_per_turn: int = _f(5, min=0, max=100)
+    max_per_hour: int = _f(30, min=0, max=10_000)  # per chat
+
+
+@dataclass
 class ToolsConfig:
     restrict_to_workspace: bool = True
     exec: ExecConfig = _f(factory=ExecConfig)
     web: WebConfig = _f(factory=WebConfig)
+    message: MessageToolConfig = _f(factory=MessageToolConfig)
 
 
 @dataclass
@@ -86,6 +96,11 @@ class AgentDefaults:
     max_history_chars: int = _f(60_000, min=0, max=10_000_000)
     session_idle_minutes: int = _f(0, min=0, max=525_600)
     max_concurrent_turns: int = _f(8, min=1, max=1024)
+    timezone: str = ""  # IANA zone for cron jobs and "at" times without one; "" = the host's
+    heartbeat_minutes: int = _f(30, min=0, max=10_080)  # 0 = off
+    max_subagents: int = _f(3, min=0, max=64)  # background tasks at once (all chats)
+    max_concurrent_subagents: int = _f(0, min=0, max=64)  # nanobot's key; > 0 overrides
+    subagent_max_tool_iterations: int = _f(15, min=1, max=200)
 
 
 @dataclass
@@ -136,6 +151,20 @@ class EmailConfig:
     mark_seen: bool = True
     max_body_chars: int = _f(12_000, min=100, max=1_000_000)
     subject_prefix: str = "Re: "
+    # Plain IMAP/SMTP without TLS (imapUseSsl false on a server without STARTTLS, or both
+    # smtpUseTls and smtpUseSsl false): refused unless this is true.
+    allow_insecure: bool = False
+    # Sender authentication: the receiving server's Authentication-Results verdict. Only
+    # headers whose authserv-id is listed here count; verifyDkim/verifySpf pick which passes
+    # are accepted; both false turns sender authentication off (doctor warns).
+    trusted_authserv_ids: list[str] = _f(factory=list)
+    verify_dkim: bool = True
+    verify_spf: bool = True
+    max_attachment_size: int = _f(5_000_000, min=0, max=100_000_000)  # bytes; larger: listed only
+    max_attachments_per_email: int = _f(5, min=0, max=100)
+    allowed_attachment_types: list[str] = _f(
+        factory=lambda: ["image/*", "application/pdf", "text/plain", "text/csv"]
+    )
 
 
 @dataclass
@@ -148,6 +177,14 @@ class ChannelsConfig:
 
 
 @dataclass
+class HeartbeatConfig:
+    enabled: bool = True  # nanobot's key
+    interval_s: int = _f(0, min=0, max=604_800)  # nanobot's key; 0 = agents.defaults.heartbeatMinutes
+    channel: str = ""  # where a heartbeat's findings go; "" = the only enabled chat channel
+    chat_id: str = ""  # "" = the only chat named in that channel's allowFrom
+
+
+@dataclass
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = _f(18790, min=0, max=65535)
@@ -155,6 +192,7 @@ class GatewayConfig:
     max_body_bytes: int = _f(1_048_576, min=1024, max=100_000_000)
     header_timeout: float = _f(10.0, min=0.1, max=300.0)
     shutdown_timeout: float = _f(20.0, min=0.0, max=600.0)
+    heartbeat: HeartbeatConfig = _f(factory=HeartbeatConfig)
 
 
 @dataclass
