@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol
 
 from nanobot import paths
+from nanobot.agent.progress import TurnProgress
 from nanobot.route.admission import Verdict, printable
 from nanobot.route.message import InboundMessage, OutboundMessage
 from nanobot.route.route import Route
@@ -87,6 +88,11 @@ class BaseChannel:
 
     def turn_finished(self, msg: InboundMessage) -> None:
         """The turn for msg ended, before its reply is sent."""
+
+    def progress(self, msg: InboundMessage) -> TurnProgress | None:
+        """A live view of msg's turn (the answer as it is written, tool steps), or None for
+        none; the default shows nothing."""
+        return None
 
     def allow_list(self) -> list[str] | None:
         """The senders allowed in (empty = everyone); None when the channel authenticates

@@ -12,7 +12,7 @@ import re
 import sys
 
 from nanobot import paths, workers
-from nanobot.agent.loop import APOLOGY
+from nanobot.agent.loop import turn_failed
 from nanobot.config.loader import load_config
 from nanobot.logs import setup_logging
 from nanobot.security.privileges import refuse_root
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         if args.message is not None:
             reply = asyncio.run(_with_spinner(terminal.ask(args.message)))
             print(reply)
-            return 1 if reply == APOLOGY else 0
+            return 1 if turn_failed(reply) else 0
         return asyncio.run(_interactive(terminal))
     finally:
         terminal.close()

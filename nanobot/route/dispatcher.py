@@ -121,6 +121,7 @@ class Dispatcher:
                 self._locks[key] = (lock, users - 1)
 
     def context_for(self, msg: InboundMessage) -> ToolContext:
+        hook = getattr(self.channels.get(msg.channel), "progress", None)
         return ToolContext(
             channel=msg.channel,
             chat_id=msg.chat_id,
@@ -128,6 +129,7 @@ class Dispatcher:
             session_key=msg.session_key,
             message_id=msg.message_id,
             outbox=Outbox(self, msg),
+            progress=hook(msg) if hook is not None else None,
         )
 
     async def _run(self, msg: InboundMessage) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from nanobot.agent.progress import TurnProgress
 
 MAX_RESULT_CHARS = 16_000
 
@@ -35,6 +38,7 @@ class ToolContext:
     session_key: str = "cli:direct"
     message_id: str | None = None
     outbox: Outbox | None = None
+    progress: TurnProgress | None = None  # the origin channel's live view of the turn
 
 
 @dataclass
