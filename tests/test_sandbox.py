@@ -24,6 +24,7 @@ from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.sandbox import (
     BwrapSandbox,
     NoSandbox,
+    REAPER,
     RequiredSandboxMissing,
     bwrap_status,
     make_sandbox,
@@ -98,11 +99,11 @@ def run_in(sb, command: str, cwd: Path, timeout: float = 30) -> subprocess.Compl
 # --- choosing a sandbox ------------------------------------------------------------------
 
 
-def test_none_mode_is_identity(tmp_path):
+def test_none_mode_runs_the_command_under_the_reaper(tmp_path):
     sb = make_sandbox(ExecConfig(sandbox="none"), tmp_path, tmp_path / "h")
-    assert isinstance(sb, NoSandbox) and sb.name == "none"
+    assert isinstance(sb, NoSandbox) and sb.name == "none" and sb.reaps
     argv, env, fds = sb.wrap(["/bin/sh", "-c", "true"], cwd=tmp_path, env={"A": "1"})
-    assert argv == ["/bin/sh", "-c", "true"] and env == {"A": "1"} and fds == []
+    assert argv[-4:] == [REAPER, "/bin/sh", "-c", "true"] and env == {"A": "1"} and fds == []
     assert sb.explain(1, "Read-only file system") is None
 
 

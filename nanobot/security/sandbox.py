@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/op
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROBE_TIMEOUT = 10
+REAPER = str(Path(__file__).with_name("reaper.py"))
 
 _PATH_RE = re.compile(r"/[^\s:'\"`,;()]*")
 _NET_ERRORS = (
@@ -63,14 +65,16 @@ class Sandbox(Protocol):
 
 
 class NoSandbox:
-    """Runs commands as given: the guard alone protects exec."""
+    """Runs commands without isolation (the guard alone protects exec), under the reaper
+    (nanobot.security.reaper): nothing the command starts outlives it, daemons included."""
 
     name = "none"
+    reaps = True  # the top process ends all the command's descendants on SIGTERM
 
     def wrap(
         self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
     ) -> tuple[list[str], dict[str, str], list[int]]:
-        return list(argv), dict(env), []
+        return [sys.executable, "-I", "-S", REAPER, *argv], dict(env), []
 
     def explain(self, returncode: int | None, output: str) -> str | None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ log = logging.getLogger("nanobot.tools")
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 _CHUNK = 65536
 _DRAIN_GRACE = 2.0  # seconds to collect what is left in the pipe once the group is killed
+_TERM_GRACE = 2.0  # seconds the top process gets to end its descendants after SIGTERM
 # Read a little past the cap so a secret cut at the end of the capture is not half-shown.
 _SLACK = 256
 
@@ -62,6 +64,17 @@ class _Capture:
 
     def text(self) -> str:
         return self.buf.decode("utf-8", "replace")
+
+
+async def _end(proc: asyncio.subprocess.Process, exited: asyncio.Task, reaps: bool) -> None:
+    """When the top process is a reaper (reaps), ask it to end: it kills everything the command
+    started, re-parented daemons included. Then SIGKILL the process group."""
+    if reaps and not exited.done():
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(exited), _TERM_GRACE)
+    _kill_group(proc.pid)
 
 
 def _kill_group(pgid: int) -> None:
@@ -190,7 +203,7 @@ class ExecTool:
                     timed_out = True
         finally:
             # Always: background children (`sleep 600 &`) must not outlive the call.
-            _kill_group(proc.pid)
+            await _end(proc, exited, getattr(self.sandbox, "reaps", False))
             await exited
             try:
                 await asyncio.wait_for(pump, _DRAIN_GRACE)
