@@ -1,16 +1,14 @@
-"""The local HTTP server: GET /healthz and the token-protected OpenAI-compatible chat API."""
+"""The local HTTP server: GET /healthz and the token-protected OpenAI-compatible chat API
+(POST /v1/chat/completions, streamed with "stream": true; GET /v1/models)."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hmac
 import ipaddress
 import json
 import logging
-import math
 import re
-import secrets
 import socket
 import socketserver
 import threading
@@ -19,7 +17,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from nanobot.channels.request import Refused, RequestChannel
+from nanobot.apichat import ChatEndpoints, Refusal, bearer, error_body
+from nanobot.channels.request import RequestChannel
 from nanobot.config.schema import GatewayConfig
 from nanobot.errors import NanobotError
 
@@ -27,12 +26,15 @@ log = logging.getLogger("nanobot.api")
 
 HEALTH_PATH = "/healthz"
 CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
 TURN_TIMEOUT = 300.0
 # Path -> method -> handler method name: the whole routing.
-_ROUTES = {HEALTH_PATH: {"GET": "_health"}, CHAT_PATH: {"POST": "_chat"}}
-_SESSION_RE = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_.-]{1,64}")
+_ROUTES = {
+    HEALTH_PATH: {"GET": "_health"},
+    CHAT_PATH: {"POST": "_chat"},
+    MODELS_PATH: {"GET": "_models"},
+}
 _LENGTH_RE = re.compile(r"[0-9]{1,15}")
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
 
 
 def is_loopback(host: str) -> bool:
@@ -45,14 +47,6 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         return False
     return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
-
-
-class _Refusal(Exception):
-    """A request answered with an error: HTTP status, message for the client, audit decision."""
-
-    def __init__(self, status: int, message: str, decision: str = "rejected", headers=()):
-        super().__init__(message)
-        self.status, self.message, self.decision, self.headers = status, message, decision, headers
 
 
 class LocalAPI:
@@ -143,7 +137,7 @@ class _Server(ThreadingHTTPServer):
         log.debug("local API: connection from %s ended in error", client_address[0], exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ChatEndpoints, BaseHTTPRequestHandler):
     """One request per connection (HTTP/1.0: the connection closes after the response).
 
     A deadline timer bounds each read phase (headers, then body) to gateway.headerTimeout in
@@ -230,21 +224,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._unread_body = length not in ("", "0") or "Transfer-Encoding" in self.headers
         try:
             if methods is None:
-                raise _Refusal(404, f"no such endpoint; use POST {CHAT_PATH} or GET {HEALTH_PATH}")
+                raise Refusal(404, f"no such endpoint; use POST {CHAT_PATH} or GET {HEALTH_PATH}")
             name = methods.get(self.command)
             if name is None:
                 allow = ", ".join(methods)
-                raise _Refusal(405, f"use {allow} for this endpoint", headers=[("Allow", allow)])
+                raise Refusal(405, f"use {allow} for this endpoint", headers=[("Allow", allow)])
             getattr(self, name)()
-        except _Refusal as r:
-            self._respond(r.status, _error(r.status, r.message), r.decision, r.headers)
+        except Refusal as r:
+            self._respond(r.status, error_body(r.status, r.message), r.decision, r.headers)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (bad request line, long headers, unknown method) as JSON."""
         phrase = self.responses.get(code, ("Error",))[0]
-        self._respond(code, _error(code, phrase), "rejected")
+        self._respond(code, error_body(code, phrase), "rejected")
 
     def _respond(self, status: int, payload: dict, decision: str, headers=()) -> None:
         if self._expired:
@@ -276,35 +270,30 @@ class _Handler(BaseHTTPRequestHandler):
             state = self.server.api.health()
         except Exception:  # boundary: a broken probe must still answer
             log.exception("local API: health() failed")
-            raise _Refusal(500, "health check failed; see the gateway log", "allowed") from None
+            raise Refusal(500, "health check failed; see the gateway log", "allowed") from None
         self._respond(200, state, "allowed")
 
-    def _chat(self) -> None:
-        self._authorize(self.server.api.cfg.token)
-        session, text, model = _parse_chat(self._read_json())
-        self._respond(200, _completion(self._run_turn(session, text), model), "allowed")
-
     def _authorize(self, token: str) -> None:
-        given = _bearer(self.headers.get_all("Authorization") or [])
+        given = bearer(self.headers.get_all("Authorization") or [])
         if token and given is not None and hmac.compare_digest(given, token.encode()):
             return
         reason = "gateway.token not set" if not token else "wrong token" if given else "no token"
         log.warning("Access denied: local API request from %s (%s)", self.client_address[0], reason)
         if not token:
             fix = 'set gateway.token to use the API (e.g. "${NANOBOT_GATEWAY_TOKEN}")'
-            raise _Refusal(403, fix, "denied")
-        bearer = [("WWW-Authenticate", "Bearer")]
-        raise _Refusal(401, "send Authorization: Bearer <gateway.token>", "denied", bearer)
+            raise Refusal(403, fix, "denied")
+        challenge = [("WWW-Authenticate", "Bearer")]
+        raise Refusal(401, "send Authorization: Bearer <gateway.token>", "denied", challenge)
 
     def _read_json(self) -> dict:
         values = self.headers.get_all("Content-Length") or []
         if not values or "Transfer-Encoding" in self.headers:
-            raise _Refusal(411, "send the body with a Content-Length header (no chunked encoding)")
+            raise Refusal(411, "send the body with a Content-Length header (no chunked encoding)")
         if len(values) > 1 or not _LENGTH_RE.fullmatch(values[0].strip()):
-            raise _Refusal(400, "invalid Content-Length header")
+            raise Refusal(400, "invalid Content-Length header")
         length, limit = int(values[0]), self.server.api.cfg.max_body_bytes
         if length > limit:
-            raise _Refusal(413, f"the body is over {limit} bytes (gateway.maxBodyBytes)")
+            raise Refusal(413, f"the body is over {limit} bytes (gateway.maxBodyBytes)")
         self._arm()
         try:
             raw = self.rfile.read(length)
@@ -312,98 +301,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._disarm()
         self._unread_body = False
         if len(raw) != length:
-            raise _Refusal(400, "the body is shorter than its Content-Length")
+            raise Refusal(400, "the body is shorter than its Content-Length")
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
-            raise _Refusal(400, "the body is not valid JSON") from None
+            raise Refusal(400, "the body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise _Refusal(400, "the body must be a JSON object")
+            raise Refusal(400, "the body must be a JSON object")
         return body
-
-    def _run_turn(self, session: str, text: str) -> str:
-        api = self.server.api
-        coro = api.channel.ask(session, session, text)
-        try:
-            fut = asyncio.run_coroutine_threadsafe(coro, api.loop)
-        except RuntimeError:  # the loop is closed: the gateway is going away
-            coro.close()
-            raise _Refusal(503, "the gateway is shutting down; retry later", "allowed") from None
-        if not concurrent.futures.wait([fut], timeout=api.turn_timeout).done:
-            fut.cancel()
-            log.warning("local API: turn for http:%s took over %.0f s", session, api.turn_timeout)
-            raise _Refusal(504, "the turn took too long and was cancelled; try again", "allowed")
-        try:
-            reply = fut.result()
-        except Refused as r:
-            raise _rate_limited(r) from None
-        except Exception:  # boundary: a failing turn must answer, not kill the thread
-            log.exception("local API: turn for http:%s failed", session)
-            raise _Refusal(500, "the turn failed; see the gateway log", "allowed") from None
-        return reply
-
-
-def _rate_limited(r: Refused) -> _Refusal:
-    if r.verdict.reason != "rate_limited":
-        return _Refusal(503, f"the message was not taken ({r.verdict.reason})", "rejected")
-    wait = max(1, math.ceil(r.verdict.retry_after or 1))
-    message = f"too many requests for this user; retry after {wait} s (security.rateLimit)"
-    return _Refusal(429, message, "rate_limited", [("Retry-After", str(wait))])
-
-
-def _bearer(values: list[str]) -> bytes | None:
-    """The token bytes of exactly one "Authorization: Bearer <token>" header, else None."""
-    scheme, _, token = values[0].strip().partition(" ") if len(values) == 1 else ("", "", "")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    # http.server decoded the header as latin-1; encoding back gives the bytes as sent.
-    return token.strip().encode("latin-1", "replace")
-
-
-def _error(status: int, message: str) -> dict:
-    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind}}
-
-
-def _parse_chat(body: dict) -> tuple[str, str, str]:
-    """(session name, text of the last user message, model) from a chat.completions body.
-
-    Only the last user message is used: the session's history lives on the server.
-    """
-    if body.get("stream"):
-        raise _Refusal(400, 'streaming is not supported; send "stream": false')
-    session = "default" if body.get("user") is None else body["user"]
-    if not isinstance(session, str) or not _SESSION_RE.fullmatch(session):
-        raise _Refusal(400, '"user" names the session: 1-64 characters of A-Z a-z 0-9 _ . -')
-    messages = body.get("messages")
-    messages = messages if isinstance(messages, list) else []
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not users:
-        raise _Refusal(400, '"messages" must be a list holding a message with "role": "user"')
-    text = _text_of(users[-1].get("content"))
-    if not text.strip():
-        raise _Refusal(400, "the last user message has no text")
-    model = body.get("model")
-    return session, text, model if isinstance(model, str) and model else "nanobot"
-
-
-def _text_of(content) -> str:
-    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
-    texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
-    if not parts or len(texts) != len(parts) or not all(isinstance(t, str) for t in texts):
-        msg = 'message content must be a string or a list of {"type": "text", "text": …} parts'
-        raise _Refusal(400, msg)
-    return "\n".join(texts)
-
-
-def _completion(reply: str, model: str) -> dict:
-    """An OpenAI chat.completion object carrying `reply` (token usage is not tracked: zeros)."""
-    message = {"role": "assistant", "content": reply}
-    return {
-        "id": "chatcmpl-" + secrets.token_hex(12),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }

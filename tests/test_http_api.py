@@ -154,10 +154,11 @@ def test_healthz_returns_the_health_state_as_json(start_api):
 
 def test_unknown_paths_and_wrong_methods(start_api, far):
     api = start_api()
-    for method, path in [("GET", "/nope"), ("POST", "/v1/models"), ("GET", CHAT + "x")]:
+    for method, path in [("GET", "/nope"), ("POST", "/v1/modelz"), ("GET", CHAT + "x")]:
         status, _, body = call(api, method, path, body={} if method == "POST" else None)
         assert (status, body["error"]["type"]) == (404, "not_found_error")
     wrong = [("GET", CHAT, "POST"), ("DELETE", CHAT, "POST"), ("POST", "/healthz", "GET")]
+    wrong.append(("POST", "/v1/models", "GET"))
     for method, path, allow in wrong:
         status, headers, body = call(api, method, path, body={} if method == "POST" else None)
         assert (status, headers["Allow"], set(body)) == (405, allow, {"error"})
@@ -287,7 +288,7 @@ def test_content_length_must_be_one_plain_number(start_api, far, length_headers,
         ({"messages": [{"role": "user", "content": "  "}]}, "no text"),
         ({"messages": [{"role": "user", "content": 42}]}, "content must be"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "content must be"),
-        ({"messages": HI, "stream": True}, "streaming is not supported"),
+        ({"messages": HI, "stream": "yes"}, '"stream" must be true or false'),
     ],
 )
 def test_malformed_bodies_are_400(start_api, far, body, needle):

@@ -8,9 +8,10 @@ import logging
 import secrets
 from typing import Any, ClassVar
 
+from nanobot.agent.progress import TurnProgress
 from nanobot.channels.base import BaseChannel
 from nanobot.route.admission import Verdict
-from nanobot.route.message import OutboundMessage
+from nanobot.route.message import InboundMessage, OutboundMessage
 from nanobot.route.route import Route
 
 log = logging.getLogger("nanobot.channels")
@@ -29,6 +30,10 @@ class RequestChannel(BaseChannel):
 
     Senders are authenticated by the caller (the API token, the OS account at the terminal),
     so allowFrom does not apply; the rate limit, the audit event and the inbox do.
+
+    A caller may pass a TurnProgress to see the answer as it is written. Cancelling ask()
+    (Ctrl-C, a client that hung up, a timeout) cancels the turn too: it stops at once, stores
+    nothing, and its reply is dropped.
     """
 
     name: ClassVar[str] = "request"
@@ -36,6 +41,8 @@ class RequestChannel(BaseChannel):
     def __init__(self, config: Any, route: Route) -> None:
         super().__init__(config, route)
         self._waiting: dict[str, asyncio.Future[str]] = {}
+        self._sinks: dict[str, TurnProgress] = {}  # request id → the caller's progress
+        self._abandoned: set[str] = set()  # requests whose caller stopped waiting
         self._set_status("running")
 
     def allow_list(self) -> list[str] | None:
@@ -45,28 +52,66 @@ class RequestChannel(BaseChannel):
         self._set_status("running")
         await asyncio.Event().wait()  # nothing to poll: messages come through ask()
 
-    async def ask(self, sender_id: str, chat_id: str, text: str, media: list[str] | None = None):
+    async def ask(
+        self,
+        sender_id: str,
+        chat_id: str,
+        text: str,
+        media: list[str] | None = None,
+        progress: TurnProgress | None = None,
+    ) -> str:
         """Run one turn for chat_id and return its reply; raises Refused when not admitted."""
         request_id = secrets.token_hex(8)
         meta = {"message_id": request_id, "dedupe_key": f"{self.name}-{request_id}"}
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
+        self._sinks[request_id] = progress or TurnProgress()
         try:
             verdict = await self.handle_inbound(sender_id, chat_id, text, media, meta)
             if not verdict:
                 raise Refused(verdict)
             return await fut
+        except asyncio.CancelledError:
+            self._abandon(request_id)
+            raise
         finally:
             self._waiting.pop(request_id, None)
+            if request_id not in self._abandoned:
+                self._sinks.pop(request_id, None)
+
+    def _abandon(self, request_id: str) -> None:
+        sink = self._sinks.get(request_id)
+        if sink is not None:
+            sink.cancel.set()
+        self._abandoned.add(request_id)
+
+    def progress(self, msg: InboundMessage) -> TurnProgress | None:
+        sink = self._sinks.get(msg.message_id or "")
+        if sink is None:  # a message from before a restart: nobody watches, nobody cancels
+            return None
+        if msg.message_id in self._abandoned:
+            sink.cancel.set()
+        return sink
 
     async def send(self, msg: OutboundMessage) -> None:
-        fut = self._waiting.get(msg.reply_to or "")
-        if fut is None:
-            # A reply to a request whose caller has gone (timeout, a restart in between).
-            log.info("%s: no caller waits for a reply in %s; dropped", self.name, msg.chat_id)
+        request_id = msg.reply_to or ""
+        self._sinks.pop(request_id, None)
+        if request_id in self._abandoned:
+            self._abandoned.discard(request_id)
+            log.info(
+                "%s: the caller cancelled the request in %s; reply dropped", self.name, msg.chat_id
+            )
             return
-        if not fut.done():
+        fut = self._waiting.get(request_id)
+        if fut is None:
+            await self.unrequested(msg)
+        elif not fut.done():
             fut.set_result(msg.content)
+
+    async def unrequested(self, msg: OutboundMessage) -> None:
+        """A message that answers no waiting request (a tool's message, a reply stored before
+        a restart): dropped here."""
+        log.info("%s: no caller waits for a reply in %s; dropped", self.name, msg.chat_id)
 
 
 class LocalAPIChannel(RequestChannel):
@@ -81,8 +126,5 @@ class TerminalChannel(RequestChannel):
 
     name = "cli"
 
-    async def send(self, msg: OutboundMessage) -> None:
-        if msg.reply_to in self._waiting:
-            await super().send(msg)
-        else:
-            print(f"\nnanobot: {msg.content}\n", flush=True)
+    async def unrequested(self, msg: OutboundMessage) -> None:
+        print(f"\nnanobot: {msg.content}\n", flush=True)
