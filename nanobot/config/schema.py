@@ -80,6 +80,9 @@ class MessageToolConfig:
 @dataclass
 class ToolsConfig:
     restrict_to_workspace: bool = True
+    # write_file/edit_file refuse a write that would leave less than this free (MiB) on the
+    # filesystem that holds NANOBOT_HOME's state (sessions, inbox, audit).
+    write_reserve_mb: int = _f(256, min=0, max=1_000_000)
     exec: ExecConfig = _f(factory=ExecConfig)
     web: WebConfig = _f(factory=WebConfig)
     message: MessageToolConfig = _f(factory=MessageToolConfig)
@@ -117,6 +120,9 @@ class TelegramConfig:
     proxy: str = _f("", secret=True)
     poll_timeout: int = _f(30, min=0, max=50)
     max_media_bytes: int = _f(20_000_000, min=0, max=2_000_000_000)
+    # In groups every member reads the replies: "mention" answers only when the bot is
+    # @mentioned or replied to, "open" answers every allowed sender, "off" ignores groups.
+    group_policy: str = _f("mention", choices=("mention", "open", "off"))
 
 
 @dataclass
@@ -179,7 +185,8 @@ class ChannelsConfig:
 @dataclass
 class HeartbeatConfig:
     enabled: bool = True  # nanobot's key
-    interval_s: int = _f(0, min=0, max=604_800)  # nanobot's key; 0 = agents.defaults.heartbeatMinutes
+    # nanobot's key; 0 = agents.defaults.heartbeatMinutes
+    interval_s: int = _f(0, min=0, max=604_800)
     channel: str = ""  # where a heartbeat's findings go; "" = the only enabled chat channel
     chat_id: str = ""  # "" = the only chat named in that channel's allowFrom
 

@@ -1,0 +1,1 @@
+"""Background services of the gateway: scheduled jobs (cron) and the heartbeat."""
