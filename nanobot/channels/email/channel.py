@@ -62,6 +62,7 @@ class EmailChannel(BaseChannel):
         self.mode = "disconnected"
         self.last_mail = ""
         self.last_error = ""
+        self._state_connected = False
 
     # -- state -------------------------------------------------------------------------------
 
@@ -131,8 +132,6 @@ class EmailChannel(BaseChannel):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), 4)
         self._set_status("stopped")
-
-    _state_connected = False
 
     async def _session(self, client: ImapClient) -> None:
         c = self.config
@@ -307,14 +306,13 @@ class EmailChannel(BaseChannel):
             self._answered(meta)
             return
         mail = smtp.build_message(c.from_address, to, msg.content, meta, c.subject_prefix)
-        await self._deliver(mail)
-        await asyncio.to_thread(sent.record, key, str(mail["Message-ID"]))
+        await self._deliver(mail, lambda: sent.record(key, str(mail["Message-ID"])))
         self._answered(meta)
 
-    async def _deliver(self, mail) -> None:
+    async def _deliver(self, mail, on_accepted) -> None:
         for attempt in range(SEND_ATTEMPTS):
             try:
-                await run_pooled(smtp.send_message, self.config, mail)
+                await run_pooled(smtp.send_message, self.config, mail, on_accepted)
                 return
             except smtp.SmtpError as e:
                 self.last_error = str(e)[:200]

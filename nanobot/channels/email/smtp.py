@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -72,8 +73,13 @@ def build_message(from_address: str, to: str, text: str, meta: dict, prefix: str
     return msg
 
 
-def send_message(cfg, msg: EmailMessage, timeout: float = TIMEOUT) -> None:
-    """Deliver msg through the configured server (blocking). Raises SmtpError."""
+def send_message(
+    cfg, msg: EmailMessage, on_accepted: Callable[[], None], timeout: float = TIMEOUT
+) -> None:
+    """Deliver msg through the configured server (blocking). Raises SmtpError.
+
+    on_accepted runs as soon as the server took the message, before QUIT, so that the record
+    of it is written as close as possible to the server's acceptance."""
     ctx = ssl.create_default_context()
     try:
         if cfg.smtp_use_ssl:
@@ -95,6 +101,7 @@ def send_message(cfg, msg: EmailMessage, timeout: float = TIMEOUT) -> None:
             if cfg.smtp_username:
                 conn.login(cfg.smtp_username, cfg.smtp_password)
             conn.send_message(msg, from_addr=cfg.from_address, to_addrs=[str(msg["To"])])
+            on_accepted()
     except smtplib.SMTPAuthenticationError as e:
         raise SmtpError(
             f"SMTP login to {cfg.smtp_host} failed ({e.smtp_code}); check "
