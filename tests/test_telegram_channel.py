@@ -201,7 +201,7 @@ def test_group_messages_are_judged_by_their_sender(home, tg):
     tg.push_message(42, "hello group", username="alice", chat_id=-100123, chat_type="supergroup")
 
     async def go():
-        async with running(cfg_for(tg), bus):
+        async with running(cfg_for(tg, group_policy="open"), bus):
             msg = await next_msg(bus)
             await asyncio.sleep(0.1)
             return msg, bus.inbound.qsize()

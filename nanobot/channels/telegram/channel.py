@@ -24,6 +24,7 @@ from nanobot.channels.telegram.botapi import (
     with_retries,
 )
 from nanobot.channels.telegram.format import TELEGRAM_LIMIT, markdown_to_html, split_message
+from nanobot.channels.telegram.groups import admits
 from nanobot.channels.telegram.media import MediaFetcher
 from nanobot.errors import ConfigError
 from nanobot.paths import atomic_write, ensure_dir, state_dir
@@ -264,6 +265,10 @@ class TelegramChannel(BaseChannel):
             incoming = parse_update(update)
         except MalformedUpdate as e:
             log.warning("Skipping malformed Telegram update %d: %s", uid, e)
+            incoming = None
+        policy = getattr(self.config, "group_policy", "mention")
+        if incoming is not None and not admits(update, policy, self.bot_username, self._bot_id()):
+            log.debug("Telegram update %d: a group message not for the bot (groupPolicy)", uid)
             incoming = None
         if incoming is not None:
             incoming.metadata["dedupe_key"] = f"telegram:{uid}"
