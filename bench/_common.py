@@ -11,6 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the scripted servers live with the tests
+sys.path.insert(0, str(REPO))
 
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
@@ -36,3 +37,10 @@ def summary(values: list[float]) -> str:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
     return f"median {statistics.median(values):.3f}  p90 {p90:.3f}  min {ordered[0]:.3f}"
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

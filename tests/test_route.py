@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
+import signal
 
 import pytest
 
@@ -86,43 +88,54 @@ def test_reply_retires_the_message_and_a_restart_resends_only_the_reply(tmp_path
     m = msg(key="telegram:9", text="question")
     store.accept(m)
     store.reply(m, reply_for(m, "answer"))
+    store.close()
     restarted = Store(tmp_path / "state")
     assert restarted.pending() == []
-    [(name, out)] = restarted.unsent()
+    [(_, out)] = restarted.unsent()
     assert (out.content, out.reply_to, out.chat_id) == ("answer", "7", "1")
     assert not restarted.accept(msg(key="telegram:9"))
 
 
-def test_crash_between_reply_and_retire_does_not_requeue(tmp_path):
+def test_pending_messages_survive_a_restart_and_compaction(tmp_path):
     store = Store(tmp_path / "state")
-    m = msg(key="k1")
-    store.accept(m)
-    inbox_copy = (store.inbox / m.metadata["inbox_file"]).read_text()
-    store.reply(m, reply_for(m, "done"))
-    (store.inbox / m.metadata["inbox_file"]).write_text(inbox_copy)  # the unlink never happened
-    restarted = Store(tmp_path / "state")
-    assert restarted.pending() == []
-    assert not (store.inbox / m.metadata["inbox_file"]).exists()
-    assert len(restarted.unsent()) == 1
+    for i in range(3):
+        store.accept(msg(key=f"k{i}", text=f"q{i}"))
+    m = store.pending()[1]
+    store.delivered(store.reply(m, reply_for(m, "a1")))
+    store.close()
+    again = Store(tmp_path / "state")  # compacts on open
+    assert [p.content for p in again.pending()] == ["q0", "q2"]
+    assert not again.accept(msg(key="k1")) and not again.accept(msg(key="k0"))
+    again.close()
+    lines = (tmp_path / "state" / "route.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # k1 remembered as done, k0 and k2 pending
 
 
-def test_corrupt_files_are_set_aside_and_the_rest_recovered(tmp_path, caplog):
+def test_a_torn_last_record_is_ignored_and_a_corrupt_one_skipped_and_kept_aside(tmp_path, caplog):
     store = Store(tmp_path / "state")
-    good = msg(key="good", text="keep me")
-    store.accept(good)
-    (store.inbox / "00000000000000000001-000001-bad.json").write_text('{"channel": "tele')
-    (store.outbox / "00000000000000000002-000002-worse.json").write_text("not json")
+    store.accept(msg(key="good", text="keep me"))
+    store.accept(msg(key="lost", text="cut short"))
+    store.close()
+    journal = tmp_path / "state" / "route.jsonl"
+    good, cut = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b'{"op": "in", "id": "x", "ke\n' + good + cut[:40])
     restarted = Store(tmp_path / "state")
     assert [m.content for m in restarted.pending()] == ["keep me"]
-    assert restarted.unsent() == []
-    assert sorted(p.name for p in (tmp_path / "state").rglob("*.corrupt")) == [
-        "00000000000000000001-000001-bad.corrupt",
-        "00000000000000000002-000002-worse.corrupt",
-    ]
-    assert "unreadable" in caplog.text
+    assert (tmp_path / "state" / "route.jsonl.corrupt").exists()
+    assert "unreadable" in caplog.text and "torn" in caplog.text
 
 
-def test_done_journal_is_compacted_and_bounded(tmp_path, monkeypatch):
+def test_concurrent_writers_share_fsyncs_and_all_are_durable(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = Store(tmp_path / "state")
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(lambda i: store.accept(msg(key=f"c{i}", text=str(i))), range(400)))
+    store.close()
+    assert sorted(int(m.content) for m in Store(tmp_path / "state").pending()) == list(range(400))
+
+
+def test_done_keys_are_bounded(tmp_path, monkeypatch):
     from nanobot.route import store as store_mod
 
     monkeypatch.setattr(store_mod, "DONE_KEEP", 10)
@@ -131,9 +144,11 @@ def test_done_journal_is_compacted_and_bounded(tmp_path, monkeypatch):
         m = msg(key=f"k{i}")
         store.accept(m)
         store.delivered(store.reply(m, reply_for(m, "x")))
-    lines = (tmp_path / "state" / "done.log").read_text().split()
-    assert len(lines) <= 20 and lines[-1] == "k44"
-    assert not store.accept(msg(key="k44"))
+    store.close()
+    again = Store(tmp_path / "state")
+    assert not again.accept(msg(key="k44"))
+    assert again.accept(msg(key="k0"))  # long forgotten: only the last DONE_KEEP are kept
+    assert len((tmp_path / "state" / "route.jsonl").read_text().splitlines()) <= 11
 
 
 # ---- dispatcher -------------------------------------------------------------------------------
@@ -233,7 +248,7 @@ def test_outbox_sends_to_the_origin_chat_now(tmp_path):
 
     sent = run(go())
     assert [(o.chat_id, o.content) for o in sent] == [("1", "working on it…"), ("1", "done")]
-    assert not list((tmp_path / "state" / "outbox").glob("*.json"))
+    assert Store(tmp_path / "state").unsent() == []
 
 
 # ---- route and admission ----------------------------------------------------------------------
@@ -256,22 +271,26 @@ def test_internal_producers_skip_allow_from_but_not_the_limit_or_the_audit(tmp_p
     assert access[0]["reason"] == "cron" and access[0]["decision"] == "allowed"
 
 
-def test_a_store_that_cannot_write_accepts_nothing(tmp_path):
+def test_a_full_disk_accepts_nothing_and_recovers(tmp_path):
     got = []
     store = Store(tmp_path / "s")
     route = Route(Admission(None), store, got.append)
-    aside = store.inbox.with_name("inbox.real")
-    store.inbox.rename(aside)
-    store.inbox.write_text("")  # a file where the folder was: every write fails, root or not
+    size = store.path.stat().st_size
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, hard))  # root or not: EFBIG
     try:
         with pytest.raises(OSError):
             run(route.accept(msg(key="x")))
     finally:
-        store.inbox.unlink()
-        aside.rename(store.inbox)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
     assert got == []
+    assert store.path.read_bytes().endswith(b"\n") or store.path.stat().st_size == 0
     assert run(route.accept(msg(key="x")))  # the key was not burnt by the failed write
     assert len(got) == 1
+    store.close()
+    assert [m.metadata["dedupe_key"] for m in Store(tmp_path / "s").pending()] == ["x"]
 
 
 # ---- supervisor -------------------------------------------------------------------------------

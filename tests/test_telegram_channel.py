@@ -135,7 +135,7 @@ def test_allowed_message_reaches_bus_durably(home, tg):
         "hello there",
     )
     assert msg.metadata["dedupe_key"] == f"telegram:{uid}"
-    assert (home / "state" / "inbox" / msg.metadata["inbox_file"]).exists()
+    assert [m.content for m in Store(home / "state").pending()] == ["hello there"]  # durable
     assert stat.S_IMODE(offset_file(home).stat().st_mode) == 0o600
     polls = [p for m, p in tg.requests if m == "getUpdates"]
     assert polls[0]["allowed_updates"] == ["message", "edited_message"]

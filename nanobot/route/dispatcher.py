@@ -161,7 +161,7 @@ class Dispatcher:
 
     def _out_of_space(self, msg: InboundMessage, err: OSError) -> None:
         """The reply could not be stored: keep the message and try its turn again later."""
-        where = self.store.outbox if self.store is not None else "."
+        where = self.store.path.parent if self.store is not None else "."
         free = shutil.disk_usage(where).free if self.store is not None else 0
         log.error(
             "could not store the reply for %s (%s; %d bytes free under %s); the message stays "

@@ -42,7 +42,7 @@ class OutboundMessage:
 
 
 # Inbound metadata a channel may use to thread its reply; the route's own keys stay behind.
-_ROUTE_KEYS = frozenset({"dedupe_key", "inbox_file", "inbox_key"})
+_ROUTE_KEYS = frozenset({"dedupe_key", "inbox_id", "inbox_key"})
 
 
 def reply_for(msg: InboundMessage, text: str) -> OutboundMessage:

@@ -52,11 +52,17 @@ class Route:
 
 
 def build_route(
-    cfg: Config, run_turn: TurnFn, channels: Mapping[str, Deliverer], state: Path
+    cfg: Config,
+    run_turn: TurnFn,
+    channels: Mapping[str, Deliverer],
+    state: Path,
+    *,
+    compact: bool = True,
 ) -> tuple[Route, Dispatcher]:
     """The route with its store under `state`, delivering through `channels` (which the caller
-    may fill in afterwards: channels need the route to be built)."""
-    store = Store(state)
+    may fill in afterwards: channels need the route to be built). `compact`: the caller owns
+    the state alone and may rewrite the journal at once."""
+    store = Store(state, compact=compact)
     dispatcher = Dispatcher(run_turn, store, channels, cfg.agents.defaults.max_concurrent_turns)
     rl = cfg.security.rate_limit
     limiter = RateLimiter(rl.messages_per_minute, rl.burst)

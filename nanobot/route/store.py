@@ -1,18 +1,26 @@
-"""The route's durable state: accepted messages, replies not yet delivered, retired message keys.
+"""The route's durable state: one append-only journal of accepted messages, stored replies and
+retired keys, with group commit (writers arriving together share one fdatasync).
 
-Each accepted message is a file in `inbox/` (written before the channel's cursor moves on).
-When its turn ends, the reply is written to `outbox/` under the same name and the inbox file is
-removed: the reply's existence retires the message, so a restart resends the stored reply and
-never runs the turn again. Once the channel took the reply, its key is appended to `done.log`
-and the outbox file removed; the journal lets a channel that re-delivers a message (Telegram
-after a crash before its offset was saved) be told "already handled".
+Records (one JSON object a line, in `state/route.jsonl`):
+- {"op": "in", "id", "key", "msg"}     a message was accepted (durable before the channel's
+                                        cursor moves on)
+- {"op": "reply", "id", "out"}         its turn ended: the reply is stored and the message retired
+                                        in this one write, so a restart resends the reply and
+                                        never runs the turn again
+- {"op": "out", "id", "out"}           a message that is not a reply (a tool's), before sending
+- {"op": "done", "id", "key"}          the channel accepted it; the key is remembered so a
+                                        channel that re-delivers (Telegram after a crash before
+                                        its offset was saved) is told "already handled"
 
 Crash windows and what a restart does:
-- before the inbox write: the channel has not advanced its cursor and delivers the message again;
-- inbox written, turn unfinished: the message is queued again (the turn runs once, from scratch);
-- reply written: the stored reply is sent (no second turn);
-- channel accepted the reply, done.log not yet written: the reply is sent again (counted and
-  logged as a possible duplicate; the only duplicate the route can produce).
+- before "in" is on disk: the channel has not advanced its cursor and delivers the message again;
+- "in" written, no "reply": the message is queued again (its turn runs once, from scratch);
+- "reply" written: the stored reply is sent (no second turn);
+- the channel accepted the reply, "done" not yet written: the reply is sent again — the only
+  duplicate the route can produce, logged as such.
+A torn last line (a kill during a write that was never acknowledged) is ignored; any other
+unreadable line is skipped with a warning and the journal kept aside as `route.jsonl.corrupt`.
+The journal is compacted (rewritten atomically with what is still open) when it grows.
 """
 
 from __future__ import annotations
@@ -21,8 +29,8 @@ import itertools
 import json
 import logging
 import os
-import re
-import time
+import shutil
+import threading
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
@@ -33,151 +41,271 @@ from nanobot.route.message import InboundMessage, OutboundMessage
 log = logging.getLogger("nanobot.route")
 
 DONE_KEEP = 20_000  # retired keys remembered (a channel re-delivers only its last batch)
-_seq = itertools.count()
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120]
-
-
-def _key_of(name: str) -> str:
-    return name.split("-", 2)[-1].removesuffix(".json")
+COMPACT_BYTES = 8 * 1024 * 1024
+JOURNAL = "route.jsonl"
 
 
 class Store:
-    """Files under `root` (NANOBOT_HOME/state for the gateway). Methods block: call them in a
-    thread. Dedupe keys: `metadata["dedupe_key"]` when the channel gives one, else generated."""
+    """The journal under `root` (NANOBOT_HOME/state for the gateway). Methods block (fsync):
+    call them from threads; they are thread-safe. Dedupe keys: `metadata["dedupe_key"]` when
+    the channel gives one, else the record id."""
 
-    def __init__(self, root: Path) -> None:
-        self.inbox = paths.ensure_dir(root / "inbox")
-        self.outbox = paths.ensure_dir(root / "outbox")
-        self._done_path = root / "done.log"
-        self._pending: set[str] = set()
+    def __init__(self, root: Path, *, compact: bool = True) -> None:
+        self.path = paths.ensure_dir(root) / JOURNAL
+        self._lock = threading.Lock()
+        self._flushed = threading.Condition(self._lock)
+        self._buffer: list[tuple[int, bytes]] = []  # (sequence number, line) not yet written
+        self._seq = 0  # records handed to _commit
+        self._durable = 0  # records known to be on disk
+        self._flushing = False
+        self._ids = itertools.count(1)
+        self._inbound: dict[str, InboundMessage] = {}  # id → message without a reply
+        self._keys: dict[str, str] = {}  # dedupe key → id, for pending messages and replies
+        self._unsent: dict[str, OutboundMessage] = {}  # id → stored reply or outgoing message
+        self._reply_keys: dict[str, str] = {}  # id of a stored reply → its message's key
         self._done: OrderedDict[str, None] = OrderedDict()
-        self._done_lines = 0
-        self._done_fh = None
         self.resent = 0  # stored replies sent again after a restart (possible duplicates)
         self._load()
-
-    def _load(self) -> None:
-        self._pending = {
-            _key_of(f.name) for d in (self.inbox, self.outbox) for f in d.glob("*.json")
-        }
-        try:
-            lines = self._done_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            lines = []
-        for key in lines[-DONE_KEEP:]:
-            if key:
-                self._done[key] = None
-        self._done_lines = len(lines)
+        if compact:
+            self._compact()
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 — closed in close()
 
     # -- accepting ---------------------------------------------------------------------------
 
     def seen(self, key: str) -> bool:
-        return key in self._pending or key in self._done
+        return key in self._keys or key in self._done
 
     def accept(self, msg: InboundMessage) -> bool:
-        """Write msg to the inbox; False (and nothing written) when its key is pending or done."""
-        raw = msg.metadata.get("dedupe_key") or f"{msg.channel}-{time.time_ns()}-{next(_seq)}"
-        key = _safe(str(raw))
-        if self.seen(key):
-            log.info("inbound %s was already accepted; not handled twice", key)
-            return False
-        self._pending.add(key)
-        name = f"{time.time_ns():020d}-{next(_seq):06d}-{key}.json"
-        msg.metadata["inbox_file"] = name
+        """Journal msg durably; False (nothing written) when its key is pending or done.
+        Raises OSError when it cannot be written (then nothing was accepted)."""
+        with self._lock:
+            rid = self._new_id()
+            key = str(msg.metadata.get("dedupe_key") or f"{msg.channel}-{rid}")
+            if key in self._keys or key in self._done:
+                log.info("inbound %s was already accepted; not handled twice", key)
+                return False
+            msg.metadata["inbox_id"] = rid
+            msg.metadata["inbox_key"] = key
+            self._keys[key] = rid
+            self._inbound[rid] = msg
+        record = {"op": "in", "id": rid, "key": key, "msg": asdict(msg)}
         try:
-            paths.atomic_write(self.inbox / name, json.dumps(asdict(msg), ensure_ascii=False))
+            self._commit(record)
         except OSError:
-            self._pending.discard(key)
+            with self._lock:
+                self._keys.pop(key, None)
+                self._inbound.pop(rid, None)
             raise
         return True
 
     # -- replies -----------------------------------------------------------------------------
 
     def reply(self, msg: InboundMessage, out: OutboundMessage) -> str:
-        """Store the reply to msg durably and retire msg; returns the record's name."""
-        name = msg.metadata.get("inbox_file") or f"{time.time_ns():020d}-{next(_seq):06d}-x.json"
-        record = {"inbound": asdict(msg), "reply": asdict(out)}
-        paths.atomic_write(self.outbox / name, json.dumps(record, ensure_ascii=False))
-        (self.inbox / name).unlink(missing_ok=True)
-        self._pending.add(_key_of(name))
-        return name
+        """Store the reply to msg durably and retire msg in the same write; returns its id."""
+        rid = msg.metadata.get("inbox_id") or self._next_id()
+        self._commit({"op": "reply", "id": rid, "out": asdict(out)})
+        with self._lock:
+            self._inbound.pop(rid, None)
+            self._unsent[rid] = out
+            key = msg.metadata.get("inbox_key")
+            if key is not None:
+                self._reply_keys[rid] = key
+        return rid
 
     def outgoing(self, out: OutboundMessage) -> str:
         """Store a message that is not a reply (a tool's message to a chat) before sending it."""
-        name = f"{time.time_ns():020d}-{next(_seq):06d}-out.{next(_seq)}.json"
-        paths.atomic_write(self.outbox / name, json.dumps({"reply": asdict(out)}))
-        return name
+        rid = self._next_id()
+        self._commit({"op": "out", "id": rid, "out": asdict(out)})
+        with self._lock:
+            self._unsent[rid] = out
+        return rid
 
-    def delivered(self, name: str) -> None:
-        """The channel accepted the reply stored as `name`: remember its key, drop the record."""
-        key = _key_of(name)
-        self._remember(key)
-        (self.outbox / name).unlink(missing_ok=True)
-        self._pending.discard(key)
+    def delivered(self, rid: str) -> None:
+        """The channel accepted the message stored as `rid`: retire it, remember its key."""
+        with self._lock:
+            self._unsent.pop(rid, None)
+            key = self._reply_keys.pop(rid, None)
+            if key is not None:
+                self._keys.pop(key, None)
+                self._remember(key)
+            # No fsync for "done": it guards against kill -9 (the page cache survives it);
+            # after a power cut the worst case is one reply sent twice.
+            size = self._write_now({"op": "done", "id": rid, "key": key})
+            if size > COMPACT_BYTES and not self._flushing:
+                self._compact()
+
+    def compact(self) -> None:
+        """Rewrite the journal with what is still open (the owner of the state does this)."""
+        with self._lock:
+            if not self._flushing:
+                self._compact()
 
     def _remember(self, key: str) -> None:
         self._done[key] = None
         if len(self._done) > DONE_KEEP:
             self._done.popitem(last=False)
-        if self._done_fh is None:
-            self._done_fh = paths.open_private_append(self._done_path)
-        # No fsync: the record protects against kill -9 (the page cache survives it); after a
-        # power cut the worst case is one reply sent twice.
-        self._done_fh.write(key + "\n")
-        self._done_fh.flush()
-        self._done_lines += 1
-        if self._done_lines > 2 * DONE_KEEP:
-            self._compact()
-
-    def _compact(self) -> None:
-        self._done_fh.close()
-        self._done_fh = None
-        paths.atomic_write(self._done_path, "".join(k + "\n" for k in self._done))
-        self._done_lines = len(self._done)
 
     # -- after a restart ---------------------------------------------------------------------
 
     def unsent(self) -> list[tuple[str, OutboundMessage]]:
         """Replies stored but not confirmed delivered by an earlier run, oldest first."""
-        out = []
-        for f in sorted(self.outbox.glob("*.json")):
-            try:
-                record = json.loads(f.read_text(encoding="utf-8"))
-                out.append((f.name, OutboundMessage(**record["reply"])))
-            except (OSError, ValueError, TypeError, KeyError) as e:
-                self._set_aside(f, e)
+        with self._lock:
+            out = list(self._unsent.items())
         self.resent += len(out)
         return out
 
     def pending(self) -> list[InboundMessage]:
-        """Accepted messages without a reply, oldest first; unreadable files set aside."""
-        replied = {f.name for f in self.outbox.glob("*.json")}
-        out = []
-        for f in sorted(self.inbox.glob("*.json")):
-            if f.name in replied:  # crashed between writing the reply and retiring the message
-                f.unlink(missing_ok=True)
-                continue
-            try:
-                msg = InboundMessage(**json.loads(f.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError) as e:
-                self._set_aside(f, e)
-                continue
-            msg.metadata["inbox_file"] = f.name
-            out.append(msg)
-        return out
-
-    def _set_aside(self, f: Path, err: Exception) -> None:
-        log.warning("%s is unreadable (%s); moved aside as %s.corrupt", f, err, f.stem)
-        try:
-            os.replace(f, f.with_suffix(".corrupt"))
-        except OSError as e:
-            log.error("could not move %s aside: %s", f, e)
-        self._pending.discard(_key_of(f.name))
+        """Accepted messages without a reply, oldest first."""
+        with self._lock:
+            return list(self._inbound.values())
 
     def close(self) -> None:
-        if self._done_fh is not None:
-            self._done_fh.close()
-            self._done_fh = None
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+    # -- the journal -------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{os.getpid():x}.{next(self._ids):x}"
+
+    def _next_id(self) -> str:
+        with self._lock:
+            return self._new_id()
+
+    def _commit(self, record: dict) -> None:
+        """Append record and return once it is on disk. Group commit: whoever finds no flush
+        running writes everything queued so far with one write and one fdatasync."""
+        line = json.dumps(record, ensure_ascii=False).encode() + b"\n"
+        with self._lock:
+            self._seq += 1
+            mine = self._seq
+            self._buffer.append((mine, line))
+            while self._durable < mine:
+                if self._flushing:
+                    self._flushed.wait()
+                    continue
+                batch, self._buffer = self._buffer, []
+                upto = self._seq
+                self._flushing = True
+                self._lock.release()
+                try:
+                    _write_all(self._fh.fileno(), b"".join(line for _, line in batch))
+                    os.fdatasync(self._fh.fileno())
+                except OSError:
+                    self._lock.acquire()
+                    self._flushing = False
+                    self._truncate_torn()
+                    # The others' records go back in line; they retry and learn for themselves.
+                    self._buffer[:0] = [(seq, ln) for seq, ln in batch if seq != mine]
+                    self._flushed.notify_all()
+                    raise
+                self._lock.acquire()
+                self._flushing = False
+                self._durable = max(self._durable, upto)
+                self._flushed.notify_all()
+            if self._buffer and not self._flushing:
+                # Lines queued during the flush ("done" records, or records whose writers
+                # wait): write them now; a waiting writer's own flush makes them durable.
+                try:
+                    _write_all(self._fh.fileno(), b"".join(line for _, line in self._buffer))
+                    self._buffer = []
+                except OSError:
+                    self._truncate_torn()  # they stay queued; their writers' flush reports it
+
+    def _truncate_torn(self) -> None:
+        """After a failed write (disk full): drop a partial line so later appends stay valid."""
+        try:
+            data = self.path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                os.truncate(self.path, end)
+        except OSError as e:
+            log.error("could not repair %s after a failed write: %s", self.path, e)
+
+    def _write_now(self, record: dict) -> int:
+        """Append without waiting for the disk (under the lock); returns the journal's size."""
+        line = json.dumps(record, ensure_ascii=False).encode() + b"\n"
+        if self._flushing:
+            self._buffer.append((0, line))  # written after the running flush
+            return 0
+        _write_all(self._fh.fileno(), line)
+        return self._fh.tell()
+
+    def _load(self) -> None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        lines = data.split(b"\n")
+        torn = lines.pop()  # b"" when the file ends with a newline
+        bad = 0
+        for raw in lines:
+            try:
+                self._apply(json.loads(raw))
+            except (ValueError, TypeError, KeyError) as e:
+                bad += 1
+                log.warning("%s: skipped an unreadable record (%s)", self.path, e)
+        if torn:
+            log.info("%s: ignored a torn last record (a write cut short)", self.path)
+        if bad:
+            aside = self.path.with_name(JOURNAL + ".corrupt")
+            shutil.copyfile(self.path, aside)
+            log.warning("%d unreadable record(s); the journal was kept as %s", bad, aside)
+
+    def _apply(self, r: dict) -> None:
+        op, rid = r["op"], r["id"]
+        if op == "in":
+            msg = InboundMessage(**r["msg"])
+            msg.metadata["inbox_id"] = rid
+            msg.metadata["inbox_key"] = r["key"]
+            self._inbound[rid] = msg
+            self._keys[r["key"]] = rid
+        elif op in ("reply", "out"):
+            msg = self._inbound.pop(rid, None)
+            self._unsent[rid] = OutboundMessage(**r["out"])
+            key = msg.metadata.get("inbox_key") if msg is not None else None
+            if key is not None:
+                self._reply_keys[rid] = key
+        elif op == "done":
+            self._unsent.pop(rid, None)
+            key = r.get("key") or self._reply_keys.get(rid)
+            self._reply_keys.pop(rid, None)
+            if key:
+                self._keys.pop(key, None)
+                self._remember(key)
+        else:
+            raise KeyError(f"unknown op {op!r}")
+
+    def _compact(self) -> None:
+        """Rewrite the journal with only what is still open (and the remembered keys)."""
+        records = [{"op": "done", "id": "-", "key": k} for k in self._done]
+        keys_of = {v: k for k, v in self._keys.items()}
+        for rid, msg in self._inbound.items():
+            records.append(
+                {"op": "in", "id": rid, "key": keys_of.get(rid, rid), "msg": asdict(msg)}
+            )
+        for rid, out in self._unsent.items():
+            key = self._reply_keys.get(rid)
+            if key is not None:  # its "in" record first, so the reply retires a known message
+                records.append({"op": "in", "id": rid, "key": key, "msg": _stub(out)})
+            records.append({"op": "reply" if key else "out", "id": rid, "out": asdict(out)})
+        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        fh = getattr(self, "_fh", None)
+        paths.atomic_write(self.path, body)
+        if fh is not None:
+            fh.close()
+            self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 — closed in close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until everything is written: a short write (a file-size limit, a nearly full
+    disk) goes on, so the next attempt raises the error instead of silently dropping the tail."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _stub(out: OutboundMessage) -> dict:
+    """A placeholder inbound record for a compacted reply (only its key and id matter)."""
+    return asdict(InboundMessage(out.channel, "", out.chat_id, ""))

@@ -8,7 +8,6 @@ would ask the model twice for the same text.
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 from collections import Counter
@@ -16,6 +15,7 @@ from collections import Counter
 from fakes.llm_server import ScriptedLLMServer, last_user_text, reply
 from fakes.telegram_server import FakeTelegram
 from harness import GatewayProcess
+from nanobot.route.store import Store
 
 ROUNDS = 20
 CHATS = 10
@@ -41,10 +41,11 @@ def config(llm, tg, chats) -> dict:
 
 def stored_replies(nb) -> set[str]:
     """The texts the store holds as replies not yet confirmed delivered (read while down)."""
-    out = set()
-    for f in (nb.path / "state" / "outbox").glob("*.json"):
-        out.add(json.loads(f.read_text())["reply"]["content"].removeprefix("echo: "))
-    return out
+    store = Store(nb.path / "state", compact=False)
+    try:
+        return {out.content.removeprefix("echo: ") for _, out in store.unsent()}
+    finally:
+        store.close()
 
 
 def test_kill_9_as_each_burst_is_answered_never_runs_a_turn_twice(nb):
@@ -103,5 +104,5 @@ def test_kill_9_as_each_burst_is_answered_never_runs_a_turn_twice(nb):
     # kill, resent from the store after the restart.
     assert all(sent[t] == 2 for t in duplicated)
     assert {t.removeprefix("echo: ") for t in duplicated} <= unconfirmed
-    assert not list((nb.path / "state" / "inbox").glob("*.json"))
-    assert not list((nb.path / "state" / "outbox").glob("*.json"))
+    store = Store(nb.path / "state", compact=False)
+    assert (store.pending(), store.unsent()) == ([], [])
