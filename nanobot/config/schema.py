@@ -123,9 +123,6 @@ class TelegramConfig:
     # In groups every member reads the replies: "mention" answers only when the bot is
     # @mentioned or replied to, "open" answers every allowed sender, "off" ignores groups.
     group_policy: str = _f("mention", choices=("mention", "open", "off"))
-    # In groups every member reads the replies: "mention" answers only when the bot is
-    # @mentioned or replied to, "open" answers every allowed sender, "off" ignores groups.
-    group_policy: str = _f("mention", choices=("mention", "open", "off"))
 
 
 @dataclass
