@@ -47,6 +47,13 @@ FIXES = {
     "log_file_modes": "chmod 600 {path}/*.log* {path}/audit.jsonl* " + _BY_HAND,
     "log_symlinks": "replace them with regular files; logs must not point elsewhere",
     "config_warnings": "see each warning",
+    "secret_file": "chmod 600 the file, chmod go-w its folders, chown them to nanobot's user "
+    + _BY_HAND,
+    "credentials": "chmod 700 {path}; chmod 600 the files in it " + _BY_HAND,
+    "workspace_fs": "give the workspace its own size-limited filesystem (the deployment role's "
+    "nanobot_workspace_size), so a full workspace cannot stop sessions, inbox and audit writes",
+    "group_policy": 'set channels.telegram.groupPolicy to "off" unless every member of the '
+    "groups the bot is in may read what the bot answers",
 }
 
 
@@ -75,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fix",
         action="store_true",
-        help="chmod 600 config and log files, chmod 700 NANOBOT_HOME and logs/, then check",
+        help="chmod 600 config, log and secret files, chmod 700 NANOBOT_HOME, logs/ and "
+        "credentials/, drop group/other write from the folders above file: secrets, then check",
     )
 
 
@@ -87,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
     config_path = args.config or paths.config_path()
     home = paths.home()
-    fixed = fix_modes(home, config_path) if args.fix else []
+    fixed = []
+    if args.fix:
+        from nanobot.commands.doctor_files import fix_secrets
+
+        fixed = fix_modes(home, config_path) + fix_secrets(home, config_path)
     if not args.json:
         for line in fixed:
             print(f"fixed: {line}")
@@ -117,6 +129,13 @@ def run_checks(
 ) -> list[Check]:
     """Every check in checklist order. sandbox_status is bwrap_status()'s answer (asked when None)."""
     from nanobot import paths
+    from nanobot.commands.doctor_files import (
+        check_credentials,
+        check_group_policy,
+        check_secret_files,
+        check_workspace_fs,
+    )
+    from nanobot.config.loader import workspace_path
     from nanobot.security.audit import audit_path
     from nanobot.security.auditseal import anchor_path, seal_path
 
@@ -133,6 +152,10 @@ def run_checks(
         check_rate_limit(cfg),
         *check_audit(cfg.security.audit.enabled, audit_path(), anchor_path(), seal_path()),
         *check_logs(paths.logs_dir()),
+        *check_secret_files(config_path, uid),
+        check_credentials(home / "credentials", uid),
+        check_workspace_fs(workspace_path(cfg), home),
+        check_group_policy(cfg),
     ]
     others = [w for w in info.warnings if "chmod" not in w]  # modes have checks of their own
     if others:
