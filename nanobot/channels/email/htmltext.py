@@ -14,6 +14,7 @@ _BLOCK = frozenset(
     {"p", "div", "section", "article", "header", "footer", "table", "tr", "ul", "ol",
      "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "form", "dl", "dt", "dd"}
 )  # fmt: skip
+_PARAGRAPHS = frozenset({"p", "table", "ul", "ol", "blockquote"})
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANKS = re.compile(r"\n{3,}")
 
@@ -36,7 +37,7 @@ class _Text(HTMLParser):
         elif tag in ("td", "th"):
             self.out.append(" ")
         elif tag in _BLOCK:
-            self.out.append("\n\n" if tag in ("p", "table", "ul", "ol", "blockquote") else "\n")
+            self.out.append("\n\n" if tag in _PARAGRAPHS else "\n")
         elif tag == "a":
             href = dict(attrs).get("href") or None
             self._href.append(href)
@@ -59,7 +60,7 @@ class _Text(HTMLParser):
             if href and href.startswith(("http://", "https://", "mailto:")) and href != text:
                 self.out.append(f" ({href})")
         elif tag in _BLOCK:
-            self.out.append("\n")
+            self.out.append("\n\n" if tag in _PARAGRAPHS else "\n")
 
     def handle_data(self, data: str) -> None:
         if not self._skip:

@@ -26,7 +26,7 @@ def check_config(cfg) -> None:
     for key, value, what in missing:
         if not str(value).strip():
             raise ConfigError(f"{_K}{key} is empty — set it to {what}")
-    if not sender_address(cfg.from_address) or cfg.from_address.strip() != cfg.from_address:
+    if sender_address(cfg.from_address) != cfg.from_address.lower():
         raise ConfigError(f"{_K}fromAddress must be one bare address such as bot@example.com")
     if (
         cfg.auto_reply_enabled
