@@ -7,7 +7,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from nanobot.config.compat import Leftovers
@@ -179,7 +179,3 @@ def encode(obj) -> dict:
         )
     return out
 
-
-def default_of(cls, name: str):
-    f = next(f for f in fields(cls) if f.name == name)
-    return f.default_factory() if f.default is MISSING else f.default

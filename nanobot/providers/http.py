@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from nanobot.backoff import Backoff
 from nanobot.errors import ProviderError
 from nanobot.security.redact import MASK, redact
 
@@ -157,7 +157,7 @@ def open_request(
 
     Retries 408/429/5xx/529 (not an exhausted quota), refused or dropped connections and
     connect timeouts, up to max_attempts in all, waiting Retry-After when given (capped at
-    max_delay) or a full-jitter exponential backoff from base_delay (None →
+    max_delay) or the one exponential backoff (nanobot.backoff) from base_delay (None →
     NANOBOT_RETRY_BASE_DELAY or 1.0). A read timeout is never retried: the server may still
     be generating, and on a single-slot local server a retry would queue behind it.
     Raises ProviderError (with kind and user_message) whose message has the status and a
@@ -224,7 +224,7 @@ def open_request(
         if attempt == max_attempts:
             break
         if wait is None:
-            wait = random.uniform(0, min(max_delay, base_delay * 2 ** min(attempt - 1, 32)))
+            wait = Backoff(base_delay, max_delay).delay(attempt - 1)
         wait = min(wait, max_delay)
         log.warning(
             "%s: %s from %s (attempt %d/%d); retrying in %.2f s",
