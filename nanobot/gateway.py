@@ -12,12 +12,13 @@ from nanobot.api import LocalAPI
 from nanobot.channels.base import Channel
 from nanobot.channels.manager import Supervisor, build_channels
 from nanobot.channels.request import LocalAPIChannel
-from nanobot.config.loader import LoadInfo
+from nanobot.config.loader import LoadInfo, workspace_path
 from nanobot.config.schema import Config
 from nanobot.route.route import build_route
 from nanobot.runtime import build_agent
 from nanobot.security.access import open_channels
 from nanobot.security.audit import get_audit
+from nanobot.services.automation import Automation
 
 log = logging.getLogger("nanobot.gateway")
 
@@ -71,7 +72,9 @@ class Gateway:
                 name,
                 name,
             )
-        route, dispatcher = build_route(cfg, agent.handle, self.channels, paths.state_dir())
+        # -- automation (cron, heartbeat, subagents): its turn function wraps agent.handle --
+        automation = Automation(cfg, agent, workspace_path(cfg))
+        route, dispatcher = build_route(cfg, automation.turn, self.channels, paths.state_dir())
         self.channels.update(build_channels(cfg, route, self._extras()))
         api_channel = LocalAPIChannel(cfg.gateway, route)
         self.channels[api_channel.name] = api_channel
@@ -91,6 +94,8 @@ class Gateway:
                 continue
             self.supervisors[name] = Supervisor(name, channel)
             self.supervisors[name].start()
+        # -- automation: internal producers submit to the route from here on --
+        await automation.start(route, dispatcher)
         resent, queued = await dispatcher.recover()
         if resent or queued:
             log.info(
@@ -110,6 +115,9 @@ class Gateway:
         await self._stop.wait()
         log.info("shutting down: no new turns; waiting up to %.0f s", cfg.gateway.shutdown_timeout)
         sdnotify.stopping()
+        # -- automation: no new jobs, beats or background tasks (cut-off tasks are reported
+        # at the next start) --
+        await automation.stop()
         finished = await dispatcher.drain(cfg.gateway.shutdown_timeout)
         if not finished:
             log.warning("some turns did not finish in time; their messages stay in the inbox")

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from nanobot.agent.subagents import Subagents
 from nanobot.config.schema import Config
 from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.ratelimit import ToolCallLimiter
 from nanobot.security.sandbox import Sandbox
 from nanobot.tools.base import Tool
+from nanobot.tools.cron import CronTool
 from nanobot.tools.files import EditFileTool, ListDirTool, ReadFileTool, WriteFileTool
+from nanobot.tools.message import MessageTool
 from nanobot.tools.registry import ToolRegistry
 from nanobot.tools.shell import ExecTool
+from nanobot.tools.spawn import SpawnTool
 
 
 @dataclass
 class Services:
-    """What tools share: one path policy (file tools and exec alike) and one sandbox."""
+    """What tools share: one path policy (file tools and exec alike), one sandbox, and the
+    subagents (started empty; the gateway attaches them to its route)."""
 
     cfg: Config
     policy: PathPolicy
     sandbox: Sandbox
+    subagents: Subagents = field(default_factory=Subagents)
 
 
 # A factory returns None when the config leaves its tool off.
@@ -31,7 +37,15 @@ TOOLS: dict[str, Callable[[Services], Tool | None]] = {
     "edit_file": lambda s: EditFileTool(s.policy),
     "list_dir": lambda s: ListDirTool(s.policy),
     "exec": lambda s: ExecTool(s.policy, s.cfg.tools.exec, s.sandbox),
+    "message": lambda s: MessageTool(s.cfg),
+    "cron": lambda s: CronTool(s.cfg),
+    "spawn": lambda s: SpawnTool(s.subagents) if _subagent_limit(s.cfg) else None,
 }
+
+
+def _subagent_limit(cfg: Config) -> int:
+    d = cfg.agents.defaults
+    return d.max_concurrent_subagents or d.max_subagents
 
 
 def build_tools(services: Services) -> ToolRegistry:
