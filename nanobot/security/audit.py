@@ -127,6 +127,7 @@ class AuditLog:
         self._seq = 0
         self._floor = 1
         self._seal: tuple[tuple[int, int, int] | None, SealState | None] = (None, None)
+        self._anchor_dir_ok = False  # made once per process, not per event
 
     def record(self, event: str, **fields) -> None:
         """Append one event. A write failure is logged, never raised into the caller."""
@@ -194,7 +195,9 @@ class AuditLog:
         self._seq += 1
         anchor = Anchor(self._seq, self._prev, state.epoch if state else None, self._floor)
         if self.anchor_path is not None:
-            paths.ensure_dir(self.anchor_path.parent)
+            if not self._anchor_dir_ok:
+                paths.ensure_dir(self.anchor_path.parent)
+                self._anchor_dir_ok = True
             save_anchor(self.anchor_path, anchor)
         if self.syslog is not None:
             self.syslog.anchor(anchor, force=force_syslog)
