@@ -9,12 +9,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from nanobot import paths
 from nanobot.security.pathpolicy import PathPolicy, PathRefused
 from nanobot.tools.base import REFUSED_BY_PATH_POLICY, ToolContext, ToolResult, cap
 
 log = logging.getLogger("nanobot.tools")
 
 MAX_READ_BYTES = 1_000_000
+DEFAULT_RESERVE_MB = 256  # tools.writeReserveMb
 MAX_LIST_ENTRIES = 500
 _SNIFF_BYTES = 8192
 
@@ -39,8 +41,10 @@ class _FileTool:
     name = ""
     writes = False  # write_file and edit_file: the path policy is stricter for writes
 
-    def __init__(self, policy: PathPolicy) -> None:
+    def __init__(self, policy: PathPolicy, reserve_mb: int = DEFAULT_RESERVE_MB) -> None:
+        """reserve_mb: tools.writeReserveMb, for the tools that write (see Reserve)."""
         self.policy = policy
+        self.reserve = Reserve(reserve_mb)
 
     async def execute(self, ctx: ToolContext, **kwargs: Any) -> ToolResult:
         raw = kwargs.get("path", ".")
@@ -99,10 +103,55 @@ def _read_text(real: Path, raw: str) -> str:
         ) from None
 
 
-def _write_text(real: Path, raw: str, text: str) -> int:
+class Reserve:
+    """Free space the file tools must leave on the filesystem that holds nanobot's state
+    (sessions, inbox, audit): a write that would eat into it is refused. Writes to another
+    filesystem (a workspace of its own) are not limited here; exec's writes never can be."""
+
+    def __init__(self, megabytes: int = DEFAULT_RESERVE_MB, state: Path | None = None) -> None:
+        self.bytes = megabytes * 1024 * 1024
+        self.megabytes = megabytes
+        self.state = state
+
+    def check(self, real: Path, raw: str, size: int) -> None:
+        """Raise _ToolError when writing size bytes to real would leave less than the reserve."""
+        if self.bytes <= 0:
+            return
+        state = self.state if self.state is not None else paths.home()
+        try:
+            st_dev = os.stat(state).st_dev
+            vfs = os.statvfs(state)
+            near = next(p for p in (real, *real.parents) if p.exists())
+            if os.stat(near).st_dev != st_dev:
+                return
+            old = real.stat().st_size if real.is_file() else 0
+        except (OSError, StopIteration):
+            return  # cannot tell: the write itself will report a full disk
+        free = vfs.f_bavail * vfs.f_frsize
+        left = free - max(0, size - old)
+        if left < self.bytes:
+            log.warning(
+                "write refused: %d bytes to %s would leave %d MiB free on the state disk "
+                "(reserve %d MiB)",
+                size,
+                real,
+                max(left, 0) // 1048576,
+                self.megabytes,
+            )
+            raise _ToolError(
+                f"refused to write {size} bytes to {raw!r}: the disk that holds nanobot's own "
+                f"state has {free // 1048576} MiB free and {self.megabytes} MiB must stay free "
+                "(tools.writeReserveMb). Delete files you no longer need, or write less; tell "
+                "the user if the disk is full"
+            )
+
+
+def _write_text(real: Path, raw: str, text: str, reserve: Reserve | None = None) -> int:
     """Replace the file's content (creating it and its parent folders); returns bytes written."""
-    real.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8", "replace")  # lone surrogates from JSON must not crash a write
+    if reserve is not None:
+        reserve.check(real, raw, len(data))
+    real.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
         fd = os.open(real, flags, 0o644)
@@ -151,7 +200,7 @@ class WriteFileTool(_FileTool):
         content = kwargs.get("content")
         if not isinstance(content, str):
             raise _ToolError("content must be a string with the complete file content")
-        size = _write_text(real, raw, content)
+        size = _write_text(real, raw, content, self.reserve)
         log.info("write_file: wrote %d bytes to %s", size, real)
         return f"Wrote {size} bytes to {real}"
 
@@ -187,7 +236,7 @@ class EditFileTool(_FileTool):
                 f"old_text occurs {count} times in {raw!r}; include more surrounding lines so it "
                 "matches exactly once"
             )
-        _write_text(real, raw, text.replace(old, new, 1))
+        _write_text(real, raw, text.replace(old, new, 1), self.reserve)
         log.info("edit_file: edited %s", real)
         return f"Edited {real}"
 

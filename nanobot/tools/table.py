@@ -33,8 +33,8 @@ class Services:
 # A factory returns None when the config leaves its tool off.
 TOOLS: dict[str, Callable[[Services], Tool | None]] = {
     "read_file": lambda s: ReadFileTool(s.policy),
-    "write_file": lambda s: WriteFileTool(s.policy),
-    "edit_file": lambda s: EditFileTool(s.policy),
+    "write_file": lambda s: WriteFileTool(s.policy, s.cfg.tools.write_reserve_mb),
+    "edit_file": lambda s: EditFileTool(s.policy, s.cfg.tools.write_reserve_mb),
     "list_dir": lambda s: ListDirTool(s.policy),
     "exec": lambda s: ExecTool(s.policy, s.cfg.tools.exec, s.sandbox),
     "message": lambda s: MessageTool(s.cfg),
