@@ -6,18 +6,29 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import itertools
+import logging
 import os
 import re
+import signal
 import sys
 
 from nanobot import paths, workers
 from nanobot.agent.loop import turn_failed
+from nanobot.agent.progress import TurnProgress
+from nanobot.commands.console import Console, TerminalProgress, route_logs
 from nanobot.config.loader import load_config
 from nanobot.logs import setup_logging
 from nanobot.security.privileges import refuse_root
 
 EXIT_WORDS = {"exit", "quit", ":q", "/exit", "/quit"}
+PROMPT, MORE_PROMPT = "You: ", "...  "
+BANNER = "nanobot — type your message; /help for commands, 'exit' or Ctrl-D to leave.\n"
+HELP = """Commands:
+  /reset      start a new conversation (the old one is kept on disk)
+  /help       this list
+  exit        leave (also quit, Ctrl-D, or Ctrl-C at the prompt)
+Several lines: end a line with \\ to continue on the next, or paste them (one message).
+Ctrl-C while nanobot works cancels that reply; the message is not kept."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,9 +58,12 @@ class Terminal:
         self.session = _session_name(session)
         self.state = paths.ensure_dir(paths.state_dir() / "terminal")
         self.channels: dict = {}
-        self.route, self.dispatcher = build_route(cfg, agent.handle, self.channels, self.state)
+        self.route, self.dispatcher = build_route(
+            cfg, agent.handle, self.channels, self.state / self.session, compact=False
+        )
         self.channel = TerminalChannel(None, self.route)
         self.channels[self.channel.name] = self.channel
+        self.cancelled = False  # a reply was cancelled with Ctrl-C
         self._lock = os.open(self.state / ".lock", os.O_RDONLY | os.O_CREAT, paths.FILE_MODE)
         fcntl.flock(self._lock, fcntl.LOCK_SH)  # "a terminal runs here"
 
@@ -59,6 +73,8 @@ class Terminal:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # another terminal is running: what is pending may be its own
+        if self.route.store is not None:
+            await asyncio.to_thread(self.route.store.compact)
         resent, queued = await self.dispatcher.recover()
         if resent or queued:
             print(f"(answering {resent + queued} message(s) left by an interrupted session)")
@@ -66,34 +82,23 @@ class Terminal:
             self.dispatcher.accepting = True
         fcntl.flock(self._lock, fcntl.LOCK_SH)
 
-    async def ask(self, text: str) -> str:
+    async def ask(self, text: str, progress: TurnProgress | None = None) -> str:
         from nanobot.channels.request import Refused
 
         try:
-            return await self.channel.ask("local-user", self.session, text)
+            return await self.channel.ask("local-user", self.session, text, progress=progress)
         except Refused as r:
             wait = r.verdict.retry_after or 60
             return f"(too many messages: wait {wait:.0f} s — security.rateLimit)"
+
+    async def settle(self) -> None:
+        """Let cancelled turns end (their messages retire) before the terminal goes."""
+        await self.dispatcher.drain(2.0)
 
     def close(self) -> None:
         if self.route.store is not None:
             self.route.store.close()
         os.close(self._lock)
-
-
-async def _with_spinner(coro):
-    """Show a 'thinking…' spinner on stderr while coro runs (only on a terminal)."""
-    if not sys.stderr.isatty():
-        return await coro
-    task = asyncio.ensure_future(coro)
-    for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
-        done, _ = await asyncio.wait({task}, timeout=0.1)
-        if done:
-            break
-        sys.stderr.write(f"\r{frame} thinking…")
-        sys.stderr.flush()
-    sys.stderr.write("\r\033[K")
-    return task.result()
 
 
 def _setup_readline():
@@ -105,6 +110,7 @@ def _setup_readline():
     with contextlib.suppress(OSError):  # no history yet
         readline.read_history_file(hist)
     readline.set_history_length(1000)
+    readline.parse_and_bind("set enable-bracketed-paste on")  # a paste is one message
     return readline
 
 
@@ -120,26 +126,65 @@ def _save_history(readline) -> None:
         pass
 
 
-async def _interactive(terminal: Terminal) -> int:
-    readline = _setup_readline()
-    print("nanobot — type your message; 'exit', 'quit' or Ctrl-D to leave.\n")
-    await terminal.recover()
+def _read_message() -> str:
+    """One message: a line, several lines joined by a trailing backslash, or a paste (readline
+    takes a bracketed paste as one input, newlines and all)."""
+    lines, prompt = [], PROMPT
+    while True:
+        line = input(prompt)
+        if not line.endswith("\\"):
+            lines.append(line)
+            return "\n".join(lines)
+        lines.append(line[:-1])
+        prompt = MORE_PROMPT
+
+
+def _turn(loop: asyncio.AbstractEventLoop, terminal: Terminal, console: Console, text: str):
+    """Run one turn; Ctrl-C cancels it (nothing stored) and returns to the prompt at once."""
+    task = loop.create_task(console.run(terminal.ask(text, TerminalProgress(console))))
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
     try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        terminal.cancelled = True
+        console.note("(cancelled — Ctrl-C again to leave)")
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _interactive(terminal: Terminal, console: Console) -> int:
+    readline = _setup_readline()
+    print(BANNER)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(terminal.recover())
         while True:
-            try:
-                text = await asyncio.to_thread(input, "You: ")
-            except EOFError:
-                print()
+            text = _read_message()
+            command = text.strip().lower()
+            if command in EXIT_WORDS:
                 break
-            if text.strip().lower() in EXIT_WORDS:
-                break
-            if not text.strip():
-                continue
-            reply = await _with_spinner(terminal.ask(text))
-            print(f"\nnanobot: {reply}\n")
+            if command in ("/help", "help", "?"):
+                print(HELP)
+            elif command:
+                _turn(loop, terminal, console, text)
+    except (EOFError, KeyboardInterrupt):  # Ctrl-D, or Ctrl-C at the prompt
+        print()
     finally:
         _save_history(readline)
+        loop.run_until_complete(terminal.settle())
+        loop.close()
     return 0
+
+
+def _one_shot(terminal: Terminal, console: Console, text: str) -> int:
+    """-m: the reply on stdout; exit 1 when the turn failed, 130 on Ctrl-C."""
+    try:
+        reply = asyncio.run(console.run(terminal.ask(text, TerminalProgress(console))))
+    except KeyboardInterrupt:
+        terminal.cancelled = True
+        print(file=sys.stderr)
+        return 130
+    return 1 if turn_failed(reply) else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,12 +195,20 @@ def run(args: argparse.Namespace) -> int:
 
     agent = build_agent(cfg, info)
     terminal = Terminal(cfg, agent, args.session)
+    console = Console()
+    route_logs(console)
     try:
         if args.message is not None:
-            reply = asyncio.run(_with_spinner(terminal.ask(args.message)))
-            print(reply)
-            return 1 if turn_failed(reply) else 0
-        return asyncio.run(_interactive(terminal))
+            code = _one_shot(terminal, console, args.message)
+        else:
+            code = _interactive(terminal, console)
     finally:
         terminal.close()
         workers.shutdown()
+    if terminal.cancelled:
+        # A cancelled reply may leave a model call blocked in a worker thread until its first
+        # token; the interpreter would wait for it at exit. Leave now instead.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
