@@ -71,7 +71,8 @@ def make_certs(where: Path) -> Path:
 class Dovecot:
     """A private Dovecot: `imap_port` (STARTTLS), `imaps_port`, `lmtp_port`; user BOT."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle: bool = True) -> None:
+        self.idle = idle
         self.dir = Path(tempfile.mkdtemp(prefix="nbdovecot-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         self.ca = make_certs(self.dir)
@@ -88,7 +89,12 @@ class Dovecot:
 
     def _config(self) -> str:
         d = self.dir
-        return f"""
+        caps = (
+            "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE UIDPLUS\n"
+        )
+        return (
+            caps
+            + f"""
 base_dir = {d}/run
 state_dir = {d}/state
 instance_name = nbtest-{d.name}
@@ -130,6 +136,7 @@ protocol lmtp {{
   postmaster_address = postmaster@nb.test
 }}
 """
+        )
 
     def start(self) -> Dovecot:
         self.proc = subprocess.Popen(

@@ -277,8 +277,27 @@ def test_a_hundred_mails_at_once_are_all_answered_once(llm, dovecot, smtp, start
     assert subjects == {f"Re: bulk {n}": 1 for n in range(100)}
 
 
-def test_polling_when_idle_is_off_and_auto_reply_off_records_only(llm, dovecot, smtp, start):
-    gw = start(config(llm, dovecot, smtp, autoReplyEnabled=False, pollIntervalSeconds=5))
+def test_without_idle_the_mailbox_is_polled(llm, dovecot, smtp, nb):
+    plain = Dovecot(idle=False).start()
+    bundle = plain.dir / "bundle.pem"
+    bundle.write_bytes(plain.ca.read_bytes() + dovecot.ca.read_bytes())  # smtp uses dovecot's
+    bundle.chmod(0o644)
+    dovecot = plain
+    try:
+        nb.write_config(config(llm, dovecot, smtp, pollIntervalSeconds=5))
+        gw = GatewayProcess(nb, env={"SSL_CERT_FILE": str(bundle)}).wait_ready()
+        try:
+            wait_for(lambda: "polling every 5 s" in gw.output(), 15, "the polling connection")
+            dovecot.deliver(mail("polled"))
+            wait_for(lambda: replies_to(smtp, "Re: polled"), 12, "the polled reply")
+        finally:
+            gw.stop()
+    finally:
+        dovecot.cleanup()
+
+
+def test_auto_reply_off_reads_and_records_only(llm, dovecot, smtp, start):
+    gw = start(config(llm, dovecot, smtp, autoReplyEnabled=False))
     dovecot.deliver(mail("recorded only"))
     wait_for(lambda: "autoReplyEnabled is false" in gw.output(), 15, "the recorded reply")
     assert smtp.received() == []
