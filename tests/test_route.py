@@ -337,3 +337,20 @@ def test_supervisor_restarts_with_growing_jittered_backoff(monkeypatch):
     assert (ch.starts, sup.restarts) == (5, 4)
     bounds = [(0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (2.5, 5.0)]
     assert all(lo <= s <= hi for s, (lo, hi) in zip(slept, bounds, strict=True)), slept
+
+
+def test_an_empty_reply_sends_nothing_and_is_retired(tmp_path):
+    async def turn(m, ctx):
+        return "   "
+
+    async def go():
+        sink = Sink()
+        d = Dispatcher(turn, Store(tmp_path / "state"), {"telegram": sink}, 1)
+        m = msg(key="quiet")
+        d.store.accept(m)
+        await d.submit(m)
+        return sink.sent, d.turns_done
+
+    assert run(go()) == ([], 1)
+    store = Store(tmp_path / "state")
+    assert (store.pending(), store.unsent()) == ([], [])

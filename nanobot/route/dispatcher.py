@@ -38,6 +38,16 @@ class Deliverer(Protocol):
     def turn_finished(self, msg: InboundMessage) -> None: ...
 
 
+class _Silent:
+    """Stands in for the channel when a reply is empty: nothing to send, the record retired."""
+
+    async def send(self, msg: OutboundMessage) -> None:
+        return None
+
+
+_NOTHING_TO_SEND = _Silent()
+
+
 class Outbox:
     """A tool's way to send to a chat now (the message tool, approvals, subagent reports):
     the origin's chat by default; stored before sending, like a reply."""
@@ -183,7 +193,11 @@ class Dispatcher:
             raise OSError(f"could not deliver to {out.channel}:{out.chat_id}; see the log")
 
     async def _deliver(self, out: OutboundMessage, name: str | None) -> bool:
+        """Send out (nothing when it is empty: an internal run with nothing to say); True when
+        the channel took it."""
         channel = self.channels.get(out.channel)
+        if not out.content.strip():
+            channel = _NOTHING_TO_SEND
         if channel is None:
             log.warning("no %s channel to answer %s; the reply is kept", out.channel, out.chat_id)
             return False
