@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nanobot import paths
 from nanobot.agent.loop import Agent, turn_failed
+from nanobot.agent.progress import TurnProgress
 from nanobot.config.schema import Config
 from nanobot.route.message import InboundMessage, OutboundMessage
 from nanobot.security.audit import get_audit
@@ -50,6 +51,7 @@ class Running:
     chat_id: str
     started: float = field(default_factory=time.time)
     task: asyncio.Task | None = field(default=None, repr=False)
+    progress: TurnProgress = field(default_factory=TurnProgress, repr=False)
     stopped_by_user: bool = False
 
 
@@ -118,10 +120,10 @@ class Subagents:
 
     def stop(self, task_id: str, channel: str, chat_id: str) -> bool:
         rec = self.running.get(task_id)
-        if rec is None or (rec.channel, rec.chat_id) != (channel, chat_id) or rec.task is None:
+        if rec is None or (rec.channel, rec.chat_id) != (channel, chat_id):
             return False
         rec.stopped_by_user = True
-        rec.task.cancel()
+        rec.progress.cancel.set()  # the turn ends at once and stores nothing
         return True
 
     def command(self, channel: str, chat_id: str, text: str) -> str | None:
@@ -154,21 +156,21 @@ class Subagents:
     async def _run(self, rec: Running, task: str) -> None:
         key = f"subagent:{rec.id}"
         outbox = OwnChat(self._sender, rec.channel, rec.chat_id)
-        ctx = ToolContext(rec.channel, rec.chat_id, key, key, None, outbox)
+        ctx = ToolContext(rec.channel, rec.chat_id, key, key, None, outbox, rec.progress)
         status = "failed"
         try:
             result = await self._agent.run_turn(PROMPT.format(task=task), ctx)
-            if result.strip() and not turn_failed(result):
+            if rec.stopped_by_user:
+                status = "stopped"
+                await self._notice(rec, "was stopped")
+            elif result.strip() and not turn_failed(result):
                 status = "done"
                 await self._report(rec, result)
             else:
                 await self._notice(rec, "could not finish (the language model did not answer)")
         except asyncio.CancelledError:
-            if not rec.stopped_by_user:
-                log.warning("subagent %s interrupted by shutdown", rec.id)
-                raise  # stays listed: the next start tells the chat
-            status = "stopped"
-            await self._notice(rec, "was stopped")
+            log.warning("subagent %s interrupted by shutdown", rec.id)
+            raise  # stays listed: the next start tells the chat
         except Exception:  # boundary: a broken task is reported, never taken down with others
             log.exception("subagent %s failed", rec.id)
             await self._notice(rec, "failed; see the gateway log")
