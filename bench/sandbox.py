@@ -1,6 +1,7 @@
-"""Benchmark: wall time of `exec echo hi` through ExecTool: unsandboxed, bubblewrap without its
-seccomp filter, and bubblewrap with it (what runs in production). Budget: bubblewrap plus
-seccomp add at most 10 ms (median) over unsandboxed."""
+"""Benchmark: wall time of `exec echo hi` through ExecTool: bare (no sandbox, no reaper),
+sandbox "none" (the reaper), bubblewrap without its seccomp filter, and bubblewrap with it
+(what runs in production). Budget: bubblewrap plus seccomp add at most 10 ms (median) over
+bare."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ from nanobot.tools.shell import ExecTool  # noqa: E402
 RUNS = 50
 WARMUP = 3
 BUDGET_MS = 10.0
+
+
+class _Bare:
+    """No sandbox and no reaper: /bin/sh -c as it is."""
+
+    name = "bare"
+
+    def wrap(self, argv, cwd, env):
+        return list(argv), dict(env), []
+
+    def explain(self, returncode, output):
+        return None
 
 
 def p90(values: list[float]) -> float:
@@ -61,17 +74,28 @@ def main() -> int:
                 PathPolicy(workspace, True, home), cfg, BwrapSandbox(workspace, home)
             ),
         }
-        # The same tool with a sandbox that loads no filter: what seccomp alone costs.
+        # The same tool with a sandbox that loads no filter: what seccomp alone costs; and
+        # with none at all (not even the reaper of sandbox "none"): the true baseline.
         plain = copy.copy(tools["bwrap"])
         plain.sandbox = BwrapSandbox(workspace, home, seccomp=False)
-        tools = {"none": tools["none"], "bwrap-noseccomp": plain, "bwrap": tools["bwrap"]}
+        bare = copy.copy(tools["none"])
+        bare.sandbox = _Bare()
+        tools = {
+            "bare": bare,
+            "none+reaper": tools["none"],
+            "bwrap-noseccomp": plain,
+            "bwrap": tools["bwrap"],
+        }
         times = asyncio.run(measure(tools))
     print(f"exec `echo hi` through ExecTool, {RUNS} runs each ({WARMUP} warm-up runs dropped)")
     for name, values in times.items():
-        print(f"  {name:15} median {statistics.median(values):6.2f} ms   p90 {p90(values):6.2f} ms")
+        print(f"  {name:16} median {statistics.median(values):6.2f} ms   p90 {p90(values):6.2f} ms")
     med = {name: statistics.median(values) for name, values in times.items()}
-    added = med["bwrap"] - med["none"]
-    added_p90 = p90(times["bwrap"]) - p90(times["none"])
+    added = med["bwrap"] - med["bare"]
+    added_p90 = p90(times["bwrap"]) - p90(times["bare"])
+    print(
+        f"  added by the reaper (sandbox none): median {med['none+reaper'] - med['bare']:+.2f} ms"
+    )
     print(f"  added by seccomp alone: median {med['bwrap'] - med['bwrap-noseccomp']:+.2f} ms")
     print(f"  added by bwrap+seccomp: median {added:+.2f} ms, p90 {added_p90:+.2f} ms")
     verdict = "within" if added <= BUDGET_MS else "OVER"
