@@ -354,3 +354,18 @@ def test_an_empty_reply_sends_nothing_and_is_retired(tmp_path):
     assert run(go()) == ([], 1)
     store = Store(tmp_path / "state")
     assert (store.pending(), store.unsent()) == ([], [])
+
+
+def test_internal_runs_show_no_typing(tmp_path):
+    async def turn(m, ctx):
+        return "reminder"
+
+    async def go():
+        sink = Sink()
+        d = Dispatcher(turn, None, {"telegram": sink}, 1)
+        await d.submit(msg(text="job", origin="cron"))
+        await d.submit(msg(text="user"))
+        return sink
+
+    sink = run(go())
+    assert sink.started == ["user"] and len(sink.sent) == 2

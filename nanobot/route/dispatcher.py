@@ -143,7 +143,8 @@ class Dispatcher:
         )
 
     async def _run(self, msg: InboundMessage) -> None:
-        channel = self.channels.get(msg.channel)
+        # "typing…" is for a person waiting; an internal run (cron, heartbeat) may send nothing.
+        channel = None if msg.metadata.get("origin") else self.channels.get(msg.channel)
         if channel is not None:
             channel.turn_started(msg)
         try:
