@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from nanobot.security.redact import redact
+
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # larger images are listed, not inlined
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 # Model names that accept image input (OpenAI, Anthropic, Google, and the common open
@@ -42,7 +44,9 @@ def user_text(text: str, media: list[str]) -> str:
 
 
 def request_content(text: str, media: list[str], model: str) -> str | list[dict[str, Any]]:
-    """What the model gets for this turn: `text`, plus image parts when the model reads them."""
+    """What the model gets for this turn: `text` (redacted, like everything sent to a
+    provider), plus image parts when the model reads them."""
+    text = redact(text)
     if not media or not accepts_images(model):
         return text
     parts: list[dict[str, Any]] = []
