@@ -46,7 +46,12 @@ class Gateway:
         from nanobot.providers.transcribe import transcriber_from_config
 
         transcriber = transcriber_from_config(self.cfg)
-        return {"telegram": {"transcriber": transcriber}, "whatsapp": {"transcriber": transcriber}}
+        ch = self.cfg.channels
+        progress = {"send_progress": ch.send_progress, "send_tool_hints": ch.send_tool_hints}
+        return {
+            "telegram": {"transcriber": transcriber, **progress},
+            "whatsapp": {"transcriber": transcriber},
+        }
 
     async def _warm_up(self, turns: int) -> None:
         from nanobot.providers.http import warm_up

@@ -15,7 +15,8 @@ over HTTP, with the JSON shapes the Bot API documents ({"ok": true, "result": â€
 Methods: getMe, getUpdates (offset confirms and forgets older updates; `timeout` long-polls;
 a second overlapping getUpdates ends the first with 409 as Telegram does), sendMessage (4096
 visible characters at most; parse_mode HTML checked for allowed, balanced tags and valid
-entities), sendChatAction, getFile (+ GET /file/bot<token>/<file_path>), deleteWebhook.
+entities), editMessageText (`edits`; "message is not modified" as Telegram says it),
+deleteMessage (`deleted`), setMyCommands (`commands`), sendChatAction, getFile (+ GET /file/bot<token>/<file_path>), deleteWebhook.
 Parameters may come as a JSON body, a form body or a query string. A wrong token gets 401.
 
 Faults: fail_next(method, status, description, retry_after=None, count=1) answers the next
@@ -135,6 +136,10 @@ class FakeTelegram:
         self._poll_gen = 0
         self._closing = False
         self._server: ThreadingHTTPServer | None = None
+        self.edits: list[dict] = []  # accepted editMessageText calls, like `sent`
+        self.deleted: list[dict] = []
+        self.commands: list | None = None  # the last setMyCommands list
+        self._texts: dict[int, str] = {}  # message_id â†’ the visible text sent or edited
         # Called with each accepted sendMessage before its answer goes out (fault injection).
         self.on_sent: Callable[[dict], None] | None = None
 
@@ -344,6 +349,7 @@ class FakeTelegram:
             "text": visible,
         }
         with self._cond:
+            self._texts[message["message_id"]] = visible
             self.sent.append(
                 {**params, "chat_id": str(chat_id), "visible": visible, "at": time.monotonic()}
             )
@@ -351,6 +357,54 @@ class FakeTelegram:
         if self.on_sent is not None:
             self.on_sent(self.sent[-1])
         return message
+
+    def _visible(self, params: dict) -> str:
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        visible = text
+        if str(params.get("parse_mode", "")).upper() == "HTML":
+            try:
+                visible = visible_html(text)
+            except BadHTML as e:
+                raise ApiError(400, f"Bad Request: can't parse entities: {e}") from None
+        if _utf16(visible) > MAX_TEXT:
+            raise ApiError(400, "Bad Request: message is too long")
+        return visible
+
+    def api_editMessageText(self, params: dict) -> dict:
+        mid = int(params.get("message_id") or 0)
+        visible = self._visible(params)
+        with self._cond:
+            if mid not in self._texts:
+                raise ApiError(400, "Bad Request: message to edit not found")
+            if self._texts[mid] == visible:
+                raise ApiError(
+                    400,
+                    "Bad Request: message is not modified: specified new message content and "
+                    "reply markup are exactly the same as a current content and reply markup "
+                    "of the message",
+                )
+            self._texts[mid] = visible
+            edit = {**params, "chat_id": str(params.get("chat_id")), "visible": visible}
+            self.edits.append({**edit, "at": time.monotonic()})
+            self._cond.notify_all()
+        return {"message_id": mid, "chat": {"id": params.get("chat_id")}, "text": visible}
+
+    def api_deleteMessage(self, params: dict) -> bool:
+        with self._cond:
+            self._texts.pop(int(params.get("message_id") or 0), None)
+            self.deleted.append(dict(params))
+            self._cond.notify_all()
+        return True
+
+    def api_setMyCommands(self, params: dict) -> bool:
+        commands = params.get("commands")
+        if isinstance(commands, str):
+            commands = json.loads(commands)
+        with self._cond:
+            self.commands = commands
+        return True
 
     def api_sendChatAction(self, params: dict) -> bool:
         with self._cond:

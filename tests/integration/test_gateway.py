@@ -32,13 +32,14 @@ def gateway_config(llm, tg, **overrides) -> dict:
         "providers": {"openai": {"apiKey": KEY, "apiBase": llm.url}},
         "agents": {"defaults": {"model": "gpt-test"}},
         "channels": {
+            "sendProgress": False,  # these tests watch the final replies; see test_telegram_progress
             "telegram": {
                 "enabled": True,
                 "token": tg.token,
                 "apiBase": tg.api_base,
                 "allowFrom": [str(ALLOWED)],
                 "pollTimeout": 1,
-            }
+            },
         },
         "gateway": {"port": 0, "token": GW_TOKEN, "shutdownTimeout": 20},
     }

@@ -25,6 +25,7 @@ from nanobot.channels.telegram.botapi import (
 )
 from nanobot.channels.telegram.format import TELEGRAM_LIMIT, markdown_to_html, split_message
 from nanobot.channels.telegram.groups import admits
+from nanobot.channels.telegram.live import Draft, Drafts, register_commands
 from nanobot.channels.telegram.media import MediaFetcher
 from nanobot.errors import ConfigError
 from nanobot.paths import atomic_write, ensure_dir, state_dir
@@ -73,6 +74,8 @@ class TelegramChannel(BaseChannel):
         typing_interval: float = 4.0,
         typing_delay: float = 1.0,
         typing_max: float = 600.0,
+        send_progress: bool = True,
+        send_tool_hints: bool = False,
     ) -> None:
         super().__init__(config, route)
         self.api = BotAPI(config.token, config.api_base, proxy=config.proxy)
@@ -93,6 +96,7 @@ class TelegramChannel(BaseChannel):
         self._typing: dict[str, asyncio.Task] = {}
         self._typing_refs: dict[str, int] = {}
         self._failures = 0
+        self.drafts = Drafts(self.api.request, send_progress, send_tool_hints)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -186,6 +190,7 @@ class TelegramChannel(BaseChannel):
         self._failures = 0
         self.bot_username = me.get("username") if isinstance(me, dict) else None
         log.info("Telegram bot @%s connected; polling for updates", self.bot_username)
+        await register_commands(self.api.request)
         self._set_status("running")
 
     async def _poll(self) -> list:
@@ -312,9 +317,12 @@ class TelegramChannel(BaseChannel):
     async def send(self, msg: OutboundMessage) -> None:
         """Send msg.content as HTML parts of ≤ 4096 characters; a part whose HTML Telegram
         refuses is resent as plain text. Raises SendError when a part cannot be delivered."""
+        draft = self.drafts.take(msg.chat_id, msg.reply_to)
         for n, part in enumerate(split_message(msg.content, TELEGRAM_LIMIT)):
             params: dict[str, Any] = {"chat_id": msg.chat_id, "text": markdown_to_html(part)}
             params["parse_mode"] = "HTML"
+            if n == 0 and draft is not None and await draft.become(params, part):
+                continue  # the live message now shows the reply's first part
             if n == 0 and msg.reply_to and str(msg.reply_to).isdigit():
                 params["reply_to_message_id"] = int(msg.reply_to)
                 params["allow_sending_without_reply"] = True
@@ -343,6 +351,9 @@ class TelegramChannel(BaseChannel):
 
     def turn_started(self, msg: InboundMessage) -> None:
         self.start_typing(msg.chat_id)
+
+    def progress(self, msg: InboundMessage) -> Draft | None:
+        return self.drafts.open(msg.chat_id, msg.message_id)  # the reply growing as written
 
     def turn_finished(self, msg: InboundMessage) -> None:
         self.stop_typing(msg.chat_id)
