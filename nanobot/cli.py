@@ -22,6 +22,7 @@ COMMANDS = {
     "doctor": ("nanobot.commands.doctor", "run the security checklist (--fix repairs modes)"),
     "audit": ("nanobot.commands.audit", "verify the audit trail or show recent events"),
     "channels": ("nanobot.commands.channels", "link WhatsApp (login) and show channel status"),
+    "sessions": ("nanobot.commands.sessions", "list, show or remove stored conversations"),
     "cron": ("nanobot.commands.cron", "scheduled jobs: list, add, remove, enable, disable, run"),
 }
 
