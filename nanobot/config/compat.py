@@ -40,8 +40,8 @@ NANOBOT_KEYS: dict[str, frozenset[str]] = {
         "ssrfWhitelist webuiAllowLocalServiceAccess webuiAllowRemotePackageInstall",
         "tools.exec": "allowPatterns allowedEnvKeys denyPatterns enable pathAppend pathPrepend "
         "restrictToWorkspace sandboxRoBinds sandboxRwBinds",
-        "tools.web": "enable fetch proxy userAgent",
-        "tools.web.search": "baseUrl provider timeout",
+        "tools.web": "enable proxy userAgent",
+        "tools.web.fetch": "useJinaReader",  # never honoured: no third-party reader service
     }.items()
 }
 # Values that mean "nothing set" in nanobot's files, besides null/""/[]/{}/false.

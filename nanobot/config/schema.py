@@ -58,14 +58,32 @@ class ExecConfig:
 
 @dataclass
 class WebSearchConfig:
-    api_key: str = _f("", secret=True)
+    # "" = brave when apiKey is set, else searxng when url is set, else duckduckgo (no key)
+    provider: str = _f("", choices=("brave", "searxng", "duckduckgo"))
+    api_key: str = _f("", secret=True)  # Brave Search API key
     max_results: int = _f(5, min=1, max=20)
+    # The back-end's address: required for searxng (the instance, e.g. http://127.0.0.1:8888);
+    # brave and duckduckgo use their public endpoint when empty.
+    url: str = ""
+    base_url: str = ""  # nanobot's key for url
+    timeout: float = _f(15.0, min=1.0, max=120.0)
+
+
+@dataclass
+class WebFetchConfig:
+    max_bytes: int = _f(2_000_000, min=1024, max=50_000_000)  # body bytes read, then cut
+    timeout: float = _f(20.0, min=1.0, max=300.0)  # seconds for the whole fetch, all hops
+    max_redirects: int = _f(5, min=0, max=20)
+    max_chars: int = _f(15_000, min=500, max=200_000)  # text handed to the model
 
 
 @dataclass
 class WebConfig:
     search: WebSearchConfig = _f(factory=WebSearchConfig)
-    fetch_max_bytes: int = _f(2_000_000, min=1024, max=50_000_000)
+    fetch: WebFetchConfig = _f(factory=WebFetchConfig)
+    # CIDRs web_fetch may reach although they are not public (e.g. ["192.168.1.0/24"] for a
+    # NAS). The one escape from the SSRF guard; cloud metadata addresses stay refused.
+    allowed_private_networks: list[str] = _f(factory=list)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from nanobot.tools.message import MessageTool
 from nanobot.tools.registry import ToolRegistry
 from nanobot.tools.shell import ExecTool
 from nanobot.tools.spawn import SpawnTool
+from nanobot.tools.web import make_web_fetch, make_web_search
 
 
 @dataclass
@@ -40,6 +41,8 @@ TOOLS: dict[str, Callable[[Services], Tool | None]] = {
     "message": lambda s: MessageTool(s.cfg),
     "cron": lambda s: CronTool(s.cfg),
     "spawn": lambda s: SpawnTool(s.subagents) if _subagent_limit(s.cfg) else None,
+    "web_search": lambda s: make_web_search(s.cfg.tools.web),
+    "web_fetch": lambda s: make_web_fetch(s.cfg.tools.web),
 }
 
 
