@@ -39,7 +39,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/session_growth.py
 	$(BIN)/python bench/memory.py
-	$(BIN)/python bench/email.py
+	$(BIN)/python bench/mail_latency.py
 
 ## deploy-test: the Ansible role end-to-end in a booted Debian 12 container (needs root)
 deploy-test: $(BIN)/.installed

@@ -105,7 +105,11 @@ def run(idle: bool) -> tuple[list[float], float]:
                     start = time.monotonic()
                     dovecot.deliver(mail(subject))
                     want = f"Re: {subject}"
-                    wait(lambda want=want: any(m["Subject"] == want for m in smtp.received()), 30)
+                    try:
+                        wait(lambda w=want: any(m["Subject"] == w for m in smtp.received()), 30)
+                    except TimeoutError:
+                        print(gw.output()[-3000:], file=sys.stderr)
+                        raise
                     times.append(time.monotonic() - start)
                 base = statistics.median(floor(dovecot, smtp) for _ in range(3))
                 return times, base
@@ -120,7 +124,7 @@ def run(idle: bool) -> tuple[list[float], float]:
 def main() -> int:
     missing = dovecot_missing()
     if missing:
-        print(f"bench/email.py needs Dovecot and root: {missing}", file=sys.stderr)
+        print(f"bench/mail_latency.py needs Dovecot and root: {missing}", file=sys.stderr)
         return 1
     print(f"e-mail: delivery → reply at the SMTP server, {RUNS} mails each ({REPO.name})")
     for idle in (True, False):
