@@ -18,8 +18,8 @@ import sys
 import time
 
 from _common import REPO  # also puts tests/ on sys.path
-from fakes.llm_server import ScriptedLLMServer, last_user_text, reply
-from harness import GatewayProcess, NanobotHome
+
+# isort: split
 from mailservers import (
     BOT,
     BOT_PASSWORD,
@@ -30,6 +30,9 @@ from mailservers import (
     dovecot_missing,
     mail,
 )
+
+from fakes.llm_server import ScriptedLLMServer, last_user_text, reply
+from harness import GatewayProcess, NanobotHome
 
 RUNS = int(os.environ.get("BENCH_RUNS", "10"))
 
