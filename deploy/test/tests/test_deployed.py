@@ -163,11 +163,17 @@ def test_process_runs_as_nanobot_with_credentials(host, main_pid):
     assert any(e.startswith("CREDENTIALS_DIRECTORY=") for e in environ)
 
 
+# Measured: Debian 12 (systemd 252) 2.1; Debian 13 (systemd 257) 2.3, because bubblewrap 0.12
+# needs RestrictSUIDSGID=no there (see the role's drop-in template).
+EXPOSURE_MAX = {"12": 2.1, "13": 2.3}
+
+
 def test_exposure_score(host):
+    major = host.file("/etc/debian_version").content_string.split(".")[0].strip()
     out = host.check_output("systemd-analyze security --no-pager nanobot.service")
     score = float(re.search(r"Overall exposure level for nanobot\.service: ([\d.]+)", out).group(1))
-    print(f"\nsystemd-analyze security nanobot.service: exposure {score}")
-    assert score <= 2.1
+    print(f"\nsystemd-analyze security nanobot.service on Debian {major}: exposure {score}")
+    assert score <= EXPOSURE_MAX[major]
 
 
 def test_healthz(http):
