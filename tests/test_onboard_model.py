@@ -12,6 +12,8 @@ from tests.fakes.llm_server import ScriptedLLMServer
 def _home(tmp_path, monkeypatch):
     monkeypatch.setenv("NANOBOT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # No desktop keyring here: a typed key goes to the credentials folder (tests/test_keyring.py).
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
 
 
 def answers(*replies: str):

@@ -135,6 +135,7 @@ def run_checks(
         check_secret_files,
         check_workspace_fs,
     )
+    from nanobot.commands.doctor_secrets import check_secret_stores
     from nanobot.config.loader import workspace_path
     from nanobot.security.audit import audit_path
     from nanobot.security.auditseal import anchor_path, seal_path
@@ -148,6 +149,7 @@ def run_checks(
         check_exec_timeout(cfg),
         check_sandbox(cfg.tools.exec.sandbox, sandbox_status),
         check_secrets(info.literal_secrets),
+        *check_secret_stores(info.origins),
         check_gateway(cfg),
         check_rate_limit(cfg),
         *check_audit(cfg.security.audit.enabled, audit_path(), anchor_path(), seal_path()),

@@ -27,7 +27,7 @@ class ModelChoice:
     provider: str = ""
     model: str = ""
     api_base: str = ""
-    key_ref: str = ""  # a file: reference to the stored key
+    key_ref: str = ""  # a keyring: or file: reference to the stored key
     notes: list[str] = field(default_factory=list)  # what the check found, for the summary
 
 
@@ -108,5 +108,7 @@ def ask_model(ask: Callable[[str, str], str], secret: Callable[[str], str] = get
         key = secret(f"{name} API key (hidden; Enter to use {ENV_KEYS[name]} instead): ").strip()
         default = SPECS[name].default_model
         model = ask(f"Model [{default}]:", default)
-        return ModelChoice(name, model, key_ref=store_key(name, key) if key else "")
+        from nanobot.commands.onboard_keyring import keep_key
+
+        return ModelChoice(name, model, key_ref=keep_key(name, key, ask) if key else "")
     return ModelChoice()

@@ -10,6 +10,7 @@ import typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
+from nanobot.config import secrets
 from nanobot.config.compat import Leftovers
 from nanobot.errors import ConfigError
 
@@ -40,6 +41,7 @@ class Decoder:
         self.warnings: list[str] = []
         self.secrets: list[str] = []
         self.literal_secrets: list[str] = []
+        self.origins: list[secrets.SecretOrigin] = []
 
     def fail(self, path: str, problem: str, fix: str) -> typing.NoReturn:
         raise ConfigError(f"config error in {self.source}: {path}: {problem} — fix: {fix}")
@@ -132,8 +134,16 @@ class Decoder:
         raise TypeError(f"unsupported schema type {tp!r} at {path}")
 
     def resolve_secret(self, value: str, path: str) -> str:
-        """ "${NAME}" → environment; "file:PATH" → file contents (PATH may use ${NAME})."""
-        if value.startswith("file:"):
+        """ "${NAME}" → environment; "file:PATH" → file contents (PATH may use ${NAME});
+        "keyring:SERVICE/ACCOUNT" → the desktop keyring (config.secrets). Where each came
+        from is recorded in `origins` (never the secret itself)."""
+        if value.startswith(secrets.PREFIX):
+            try:
+                secret = secrets.resolve(value)
+            except secrets.KeyringError as e:
+                self.fail(path, e.problem, e.fix)
+            self.origins.append(secrets.SecretOrigin(path, secrets.KEYRING, value))
+        elif value.startswith("file:"):
             fname = self.expand(value[5:], path)
             try:
                 secret = Path(fname).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
@@ -143,10 +153,13 @@ class Decoder:
                     f"cannot read secret file {fname} ({e.strerror})",
                     "create it or fix the path",
                 )
+            self.origins.append(secrets.SecretOrigin(path, secrets.FILE, fname))
         elif _REF_RE.fullmatch(value):
             secret = self.expand(value, path)
+            self.origins.append(secrets.SecretOrigin(path, secrets.ENVIRONMENT, value[2:-1]))
         else:
             self.literal_secrets.append(path)
+            self.origins.append(secrets.SecretOrigin(path, secrets.LITERAL, ""))
             secret = value
         if not secret:
             self.fail(

@@ -11,6 +11,7 @@ from pathlib import Path
 from nanobot import paths
 from nanobot.config.codec import Decoder, encode
 from nanobot.config.schema import Config
+from nanobot.config.secrets import ENVIRONMENT, SecretOrigin
 from nanobot.errors import ConfigError
 from nanobot.security.redact import REDACTOR
 
@@ -42,6 +43,7 @@ class LoadInfo:
     permission_warnings: list[str] = field(default_factory=list)  # the mode ones among them
     literal_secrets: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    origins: list[SecretOrigin] = field(default_factory=list)  # where each secret lives
 
 
 def _move_aliases(data: dict, dec: Decoder) -> None:
@@ -134,6 +136,7 @@ def load_config(path: Path | None = None) -> tuple[Config, LoadInfo]:
         if not prov.api_key and os.environ.get(var):
             prov.api_key = os.environ[var]
             dec.secrets.append(prov.api_key)
+            dec.origins.append(SecretOrigin(f"providers.{name}.apiKey", ENVIRONMENT, var))
     for name, var in ENV_BASES.items():
         prov = getattr(cfg.providers, name)
         if not prov.api_base and os.environ.get(var):
@@ -146,6 +149,7 @@ def load_config(path: Path | None = None) -> tuple[Config, LoadInfo]:
         permission_warnings=modes,
         literal_secrets=dec.literal_secrets,
         secrets=dec.secrets,
+        origins=dec.origins,
     )
     REDACTOR.add(*info.secrets)
     for prov_name in ENV_KEYS:
