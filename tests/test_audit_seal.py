@@ -328,3 +328,18 @@ def test_mac_covers_every_byte_but_itself():
     body, mac = split_mac(line)
     assert mac == mac_of(key, body) and json.loads(line)["mac"] == mac
     assert split_mac(line.replace(b'"x"', b'"y"'))[1] != mac_of(key, body.replace(b"x", b"y"))
+
+
+def test_a_quiet_trail_still_moves_its_key_on_at_the_tick(tmp_path):
+    t = Trail(tmp_path / "home")
+    t.write(2)
+    first = load_seal(t.seal).epoch
+    time.sleep(EPOCH + 0.02)
+    log = AuditLog(t.path, anchor=t.anchor, seal=t.seal)
+    log.tick()  # nothing happened, yet the epoch is over: sealed and the key replaced
+    log.tick()  # not due again: nothing written
+    log.close()
+    events = [json.loads(x)["event"] for x in t.lines()]
+    assert events.count("audit_seal") == 1 and events[-1] == "audit_seal"
+    assert load_seal(t.seal).epoch == first + 1
+    assert t.check(t.key).ok

@@ -156,7 +156,20 @@ class AuditLog:
 
     # -- internals (called with self._lock held) --
 
-    def _append(self, obj: dict) -> None:
+    def tick(self) -> None:
+        """Close the current epoch when it is due even if nothing happened, so a quiet trail's
+        key still moves on (the gateway calls this every minute). Failures are logged."""
+        if not self.enabled or self.seal_path is None:
+            return
+        with self._lock:
+            try:
+                self._append(None)
+            except OSError as e:
+                self._discard()
+                log.error("audit: cannot seal %s (%s)", self.path, e.strerror)
+
+    def _append(self, obj: dict | None) -> None:
+        """Write obj (None: only what is due — a repair line, an epoch's seal)."""
         if self._lock_fd is None:
             paths.ensure_dir(self.path.parent)
             lock_path = self.path.with_name(self.path.name + ".lock")
@@ -172,7 +185,8 @@ class AuditLog:
                 )
             if state is not None and time.time() >= state.epoch_started + state.interval:
                 state = self._advance(state)
-            self._emit(obj, state)
+            if obj is not None:
+                self._emit(obj, state)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
