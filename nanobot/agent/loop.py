@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from nanobot.agent import textcalls
+from nanobot.agent import compaction, textcalls
 from nanobot.agent.context import ContextBuilder
 from nanobot.agent.media import request_content, user_text
 from nanobot.agent.progress import TurnProgress, rest_to_show, tool_hint
@@ -30,6 +30,7 @@ RESET_REPLY = "Done: this conversation starts afresh. (The old history is kept o
 HELP_REPLY = (
     "Commands:\n"
     "/reset — start a new conversation (the old one is kept on disk)\n"
+    "/compact — summarise the older part of this conversation now\n"
     "/help — this list\n"
     "Anything else goes to the assistant."
 )
@@ -74,6 +75,8 @@ class Agent:
             return RESET_REPLY
         if command == "/help":
             return HELP_REPLY
+        if command == "/compact":
+            return await compaction.compact_now(self, key)
         idle = self.settings.session_idle_minutes
         last = self.sessions.last_activity(key) if idle else None
         if last is not None and time.time() - last > idle * 60:
@@ -108,11 +111,8 @@ class Agent:
             return CANCELLED
 
     async def _start(self, text: str, ctx: ToolContext, media: list[str]) -> Turn:
-        s = self.settings
         stored = user_text(text, media)
-        history = await asyncio.to_thread(
-            self.sessions.tail, ctx.session_key, s.max_history_messages, s.max_history_chars
-        )
+        history = await compaction.history(self, ctx.session_key)
         messages = await asyncio.to_thread(
             self.context.build, history, stored, ctx.channel, ctx.chat_id
         )
