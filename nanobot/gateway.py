@@ -83,6 +83,9 @@ class Gateway:
         self.channels.update(build_channels(cfg, route, self._extras()))
         api_channel = LocalAPIChannel(cfg.gateway, route)
         self.channels[api_channel.name] = api_channel
+        # -- approvals (tools.approval): the chat channels carry requests and answers --
+        if agent.tools.approvals is not None:
+            agent.tools.approvals.attach(self.channels.values())
         api = LocalAPI(cfg.gateway, loop, channel=api_channel, health=self.health)
         api.start()
         if cfg.gateway.token:
@@ -114,6 +117,7 @@ class Gateway:
         get_audit().record("gateway_start", channels=sorted(self.supervisors), pid=os.getpid())
         watchdog = sdnotify.Watchdog()
         watchdog.start(loop)
+        ticker = asyncio.create_task(_audit_ticks())
         sdnotify.ready()
         log.info("gateway ready: channels %s", ", ".join(self.supervisors) or "none")
 
@@ -130,9 +134,17 @@ class Gateway:
             await sup.stop()
         api.stop()
         watchdog.stop()
+        ticker.cancel()
         if route.store is not None:
             route.store.close()
         get_audit().record("gateway_stop", turns=dispatcher.turns_done, clean=finished)
         workers.shutdown()
         log.info("gateway stopped")
         return 0
+
+
+async def _audit_ticks(every: float = 60.0) -> None:
+    """Close due sealing epochs of the audit trail even while nothing is recorded."""
+    while True:
+        await asyncio.sleep(every)
+        await asyncio.to_thread(get_audit().tick)
