@@ -369,3 +369,15 @@ def test_internal_runs_show_no_typing(tmp_path):
 
     sink = run(go())
     assert sink.started == ["user"] and len(sink.sent) == 2
+
+
+def test_a_withdrawn_message_is_retired_without_a_reply(tmp_path):
+    store = Store(tmp_path / "state")
+    m = msg(key="cancelled")
+    store.accept(m)
+    assert store.own_pending() == [m]
+    store.retire(m)
+    store.close()
+    again = Store(tmp_path / "state")
+    assert (again.pending(), again.unsent()) == ([], [])
+    assert not again.accept(msg(key="cancelled"))

@@ -96,8 +96,12 @@ class Terminal:
         await self.dispatcher.drain(2.0)
 
     def close(self) -> None:
-        if self.route.store is not None:
-            self.route.store.close()
+        store = self.route.store
+        if store is not None:
+            if self.cancelled:  # Ctrl-C: the user withdrew the message; nobody answers it later
+                for msg in store.own_pending():
+                    store.retire(msg)
+            store.close()
         os.close(self._lock)
 
 

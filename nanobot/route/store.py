@@ -140,6 +140,15 @@ class Store:
             if not self._flushing:
                 self._compact()
 
+    def retire(self, msg: InboundMessage) -> None:
+        """Drop an accepted message without answering it (its sender cancelled the turn)."""
+        self.delivered(self.reply(msg, OutboundMessage(msg.channel, msg.chat_id, "")))
+
+    def own_pending(self) -> list[InboundMessage]:
+        """The messages without a reply that this process accepted."""
+        mine = f"{os.getpid():x}."
+        return [m for m in self.pending() if str(m.metadata.get("inbox_id", "")).startswith(mine)]
+
     def _remember(self, key: str) -> None:
         self._done[key] = None
         if len(self._done) > DONE_KEEP:

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from fakes.llm_server import ScriptedLLMServer, reply, tool_call
+from nanobot.route.store import Store
 
 KEY = "sk-test-terminal-0123456789abcdef"
 _SGR = re.compile(r"\x1b\[[0-9;?]*[A-Za-jl-z]")  # styles and modes; \x1b[K is kept
@@ -178,3 +179,6 @@ def test_sigint_during_a_one_shot_exits_without_a_traceback(nb, llm):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130 and b"Traceback" not in err
+    # The user withdrew it: no later session answers it.
+    store = Store(nb.path / "state" / "terminal" / "default", compact=False)
+    assert (store.pending(), store.unsent()) == ([], [])
