@@ -27,6 +27,7 @@ from nanobot.services.heartbeat import Heartbeat
 from nanobot.services.internal import Sender, Submitter
 from nanobot.services.jobs import JobStore
 from nanobot.tools.base import ToolContext
+from nanobot.tools.message import already_sent
 
 log = logging.getLogger("nanobot.gateway")
 
@@ -44,8 +45,6 @@ class Automation:
         self.workspace = workspace
         spawn = agent.tools.get("spawn")
         self.subagents: Subagents | None = getattr(spawn, "manager", None)
-        message = agent.tools.get("message")
-        self._already_sent = getattr(message, "already_sent", None)
         self.cron: CronService | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -63,7 +62,7 @@ class Automation:
             if answer is not None:
                 return answer
         text = await self.agent.handle(msg, ctx)
-        if self._already_sent is not None and self._already_sent(ctx, text):
+        if already_sent(ctx, text):
             return ""
         return text
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -39,6 +39,9 @@ class ToolContext:
     message_id: str | None = None
     outbox: Outbox | None = None
     progress: TurnProgress | None = None  # the origin channel's live view of the turn
+    # Texts this turn already sent to its own chat (the message tool), so the final answer
+    # need not repeat them; per turn, like everything here.
+    sent_here: list[str] = field(default_factory=list)
 
 
 @dataclass

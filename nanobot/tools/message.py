@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -49,7 +48,6 @@ class MessageTool:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.limits = cfg.tools.message
-        self._turns: dict[int, list[str]] = {}  # id(ctx) → texts sent to the turn's own chat
         self._hours: OrderedDict[str, deque[float]] = OrderedDict()
 
     async def execute(self, ctx: ToolContext, **kw: Any) -> ToolResult:
@@ -84,7 +82,7 @@ class MessageTool:
         return targets.target_error(self.cfg, channel, chat_id)
 
     def _over_limit(self, ctx: ToolContext) -> str | None:
-        sent = self._turns.get(id(ctx), [])
+        sent = ctx.sent_here
         if len(sent) >= self.limits.max_per_turn:
             return (
                 f"already {len(sent)} messages in this turn (tools.message.maxPerTurn); "
@@ -102,21 +100,18 @@ class MessageTool:
         return None
 
     def _count(self, ctx: ToolContext, text: str) -> None:
-        key = id(ctx)
-        if key not in self._turns:
-            self._turns[key] = []
-            weakref.finalize(ctx, self._turns.pop, key, None)  # forgotten with the turn
-        self._turns[key].append(text)
+        ctx.sent_here.append(text)
         window = self._hours.setdefault(ctx.session_key, deque())
         self._hours.move_to_end(ctx.session_key)
         window.append(time.monotonic())
         while len(self._hours) > _CHATS_REMEMBERED:
             self._hours.popitem(last=False)
 
-    def already_sent(self, ctx: ToolContext, final: str) -> bool:
-        """Whether `final` adds nothing to what this turn already sent to its own chat."""
-        sent = [t.strip() for t in self._turns.get(id(ctx), []) if t.strip()]
-        if not sent:
-            return False
-        body = final.strip()
-        return not body or any(body in t for t in sent) or body == "\n\n".join(sent)
+
+def already_sent(ctx: ToolContext, final: str) -> bool:
+    """Whether `final` adds nothing to what this turn already sent to its own chat."""
+    sent = [t.strip() for t in ctx.sent_here if t.strip()]
+    if not sent:
+        return False
+    body = final.strip()
+    return not body or any(body in t for t in sent) or body == "\n\n".join(sent)
