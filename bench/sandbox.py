@@ -1,7 +1,9 @@
 """Benchmark: wall time of `exec echo hi` through ExecTool: bare (no sandbox, no reaper),
 sandbox "none" (the reaper), bubblewrap without its seccomp filter, and bubblewrap with it
-(what runs in production). Budget: bubblewrap plus seccomp add at most 10 ms (median) over
-bare."""
+(what runs in production), and bubblewrap with tools.exec.network "allowlist" (its own network
+namespace, a per-call egress proxy socket and the in-sandbox forwarder). Budgets: bubblewrap
+plus seccomp add at most 10 ms (median) over bare; the allowlist mode at most 20 ms over plain
+bubblewrap."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nanobot.config.schema import ExecConfig  # noqa: E402
+from nanobot.security.egress import EgressProxy  # noqa: E402
 from nanobot.security.pathpolicy import PathPolicy  # noqa: E402
 from nanobot.security.sandbox import BwrapSandbox, NoSandbox, bwrap_status  # noqa: E402
 from nanobot.tools.base import ToolContext  # noqa: E402
@@ -24,6 +27,7 @@ from nanobot.tools.shell import ExecTool  # noqa: E402
 RUNS = 50
 WARMUP = 3
 BUDGET_MS = 10.0
+ALLOWLIST_BUDGET_MS = 20.0
 
 
 class _Bare:
@@ -80,11 +84,16 @@ def main() -> int:
         plain.sandbox = BwrapSandbox(workspace, home, seccomp=False)
         bare = copy.copy(tools["none"])
         bare.sandbox = _Bare()
+        allowlist = copy.copy(tools["bwrap"])
+        allowlist.sandbox = BwrapSandbox(
+            workspace, home, network="allowlist", egress=EgressProxy(["example.org"])
+        )
         tools = {
             "bare": bare,
             "none+reaper": tools["none"],
             "bwrap-noseccomp": plain,
             "bwrap": tools["bwrap"],
+            "bwrap-allowlist": allowlist,
         }
         times = asyncio.run(measure(tools))
     print(f"exec `echo hi` through ExecTool, {RUNS} runs each ({WARMUP} warm-up runs dropped)")
@@ -100,7 +109,15 @@ def main() -> int:
     print(f"  added by bwrap+seccomp: median {added:+.2f} ms, p90 {added_p90:+.2f} ms")
     verdict = "within" if added <= BUDGET_MS else "OVER"
     print(f"  budget {BUDGET_MS:.0f} ms added (median): {verdict} budget")
-    return 0 if added <= BUDGET_MS else 1
+    egress = med["bwrap-allowlist"] - med["bwrap"]
+    egress_p90 = p90(times["bwrap-allowlist"]) - p90(times["bwrap"])
+    egress_ok = egress <= ALLOWLIST_BUDGET_MS
+    print(
+        f"  added by network allowlist over bwrap: median {egress:+.2f} ms, p90 "
+        f"{egress_p90:+.2f} ms (budget {ALLOWLIST_BUDGET_MS:.0f} ms: "
+        f"{'within' if egress_ok else 'OVER'} budget)"
+    )
+    return 0 if added <= BUDGET_MS and egress_ok else 1
 
 
 if __name__ == "__main__":

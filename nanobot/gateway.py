@@ -83,6 +83,9 @@ class Gateway:
         self.channels.update(build_channels(cfg, route, self._extras()))
         api_channel = LocalAPIChannel(cfg.gateway, route)
         self.channels[api_channel.name] = api_channel
+        # -- approvals (tools.approval): the chat channels carry requests and answers --
+        if agent.tools.approvals is not None:
+            agent.tools.approvals.attach(self.channels.values())
         api = LocalAPI(cfg.gateway, loop, channel=api_channel, health=self.health)
         api.start()
         if cfg.gateway.token:

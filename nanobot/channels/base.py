@@ -58,6 +58,7 @@ class BaseChannel:
     """
 
     name: ClassVar[str] = "base"
+    approvals: Any = None  # security.approval.Approvals once attached (tools.approval on)
 
     def __init__(self, config: Any, route: Route) -> None:
         self.config = config
@@ -126,6 +127,8 @@ class BaseChannel:
             if verdict.notify:
                 await self._notify(chat_id, RATE_NOTICE)
             return verdict
+        if self.approvals is not None and await self._approval_answer(sender_id, chat_id, content):
+            return verdict  # an answer to a waiting request, not a new turn
         reply = self.command_reply(content)
         if reply is not None:
             await self._notify(chat_id, reply)
@@ -145,6 +148,21 @@ class BaseChannel:
         except OSError as e:
             await self._cannot_store(chat_id, e)
             raise
+
+    async def _approval_answer(self, sender_id: str, chat_id: str, content: str) -> bool:
+        """Handle "/approve CODE" or "/deny CODE" from an admitted sender (True when it was one)."""
+        from nanobot.security.approval import parse_answer
+
+        parsed = parse_answer(content)
+        if parsed is None:
+            return False
+        scope, code = parsed
+        if not code:
+            await self._notify(chat_id, "Say which request: /approve CODE or /deny CODE.")
+            return True
+        _, text = self.approvals.answer(self.name, chat_id, sender_id, code, scope)
+        await self._notify(chat_id, text)
+        return True
 
     async def _cannot_store(self, chat_id: str, err: OSError) -> None:
         state = paths.state_dir()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from nanobot.agent.progress import TurnProgress
@@ -37,6 +39,7 @@ class RequestChannel(BaseChannel):
     """
 
     name: ClassVar[str] = "request"
+    answers_approvals: ClassVar[bool] = False  # a caller awaits one reply: no approval chat
 
     def __init__(self, config: Any, route: Route) -> None:
         super().__init__(config, route)
@@ -125,6 +128,23 @@ class TerminalChannel(RequestChannel):
     request (a tool's message, a stored reply from an interrupted run) are printed."""
 
     name = "cli"
+    # The terminal UI's y/N question (it pauses its spinner around it); None = the plain
+    # prompt below. Called with the request's text; returns True for yes.
+    confirm: Callable[[str], Awaitable[bool]] | None = None
 
     async def unrequested(self, msg: OutboundMessage) -> None:
         print(f"\nnanobot: {msg.content}\n", flush=True)
+
+    async def ask_approval(self, text: str) -> bool:
+        """A risky tool call waits for the local user's y/N (security.approval); anything but
+        y/yes — an empty line, end of input, no terminal — is no."""
+        if self.confirm is not None:
+            return await self.confirm(text)
+        if not sys.stdin.isatty():
+            print(f"\nnanobot: {text}\n(no terminal to answer on: denied)", flush=True)
+            return False
+        try:
+            answer = await asyncio.to_thread(input, f"\n{text}\nRun it? [y/N] ")
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")

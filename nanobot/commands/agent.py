@@ -63,6 +63,8 @@ class Terminal:
         )
         self.channel = TerminalChannel(None, self.route)
         self.channels[self.channel.name] = self.channel
+        if agent.tools.approvals is not None:  # risky calls ask y/N here (security.approval)
+            agent.tools.approvals.attach([self.channel])
         self.cancelled = False  # a reply was cancelled with Ctrl-C
         self._lock = os.open(self.state / ".lock", os.O_RDONLY | os.O_CREAT, paths.FILE_MODE)
         fcntl.flock(self._lock, fcntl.LOCK_SH)  # "a terminal runs here"

@@ -90,14 +90,26 @@ class Decoder:
                     f"expected an object, got {_type_name(value)}",
                     'write it as {"Name": "value"}',
                 )
+            item = typing.get_args(tp)[1] if typing.get_args(tp) else str
             return {
-                str(k): self.scalar(str, v, f"{path}.{k}", meta)
+                str(k): self.value(item, v, f"{path}.{k}", meta)
                 for k, v in value.items()
                 if v is not None
             }
         if isinstance(tp, types.UnionType):
-            raise TypeError(f"unsupported schema type at {path}")
+            return self.union(typing.get_args(tp), value, path, meta)
         return self.scalar(tp, value, path, meta)
+
+    def union(self, options: tuple, value, path: str, meta: dict):
+        """A scalar that may be one of several types (`bool | str`: true, false or a choice)."""
+        for tp in options:
+            if type(value) is tp or (tp is float and type(value) is int):
+                return self.scalar(tp, value, path, meta)
+        shown = " or ".join(
+            [_type_name(tp()) for tp in options if tp is not str]
+            + [f"one of {', '.join(meta.get('choices') or ('a string',))}"] * (str in options)
+        )
+        self.fail(path, f"expected {shown}, got {_type_name(value)}", f"write {shown}")
 
     def scalar(self, tp, value, path: str, meta: dict, lenient: bool = False):
         if tp is bool:

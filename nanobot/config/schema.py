@@ -50,7 +50,10 @@ class ProvidersConfig:
 class ExecConfig:
     timeout: int = _f(60, min=1, max=3600)
     sandbox: str = _f("auto", choices=("auto", "bwrap", "none"))
-    network: bool = True
+    # true: the host's network; false: none; "allowlist": only tools.exec.allowedDomains,
+    # through the gateway's egress proxy (nanobot.security.egress; needs bubblewrap)
+    network: bool | str = _f(True, choices=("allowlist",))
+    allowed_domains: list[str] = _f(factory=list)  # "example.com", "*.example.com"
     max_output_chars: int = _f(10_000, min=100, max=1_000_000)
     extra_ro_binds: list[str] = _f(factory=list)
     extra_rw_binds: list[str] = _f(factory=list)
@@ -96,6 +99,17 @@ class MessageToolConfig:
 
 
 @dataclass
+class ApprovalConfig:
+    # off: never ask; risky: calls matching the rules (security/approval_rules.py) and
+    # tools.approval.rules wait for a person's answer; always: every call of an acting tool.
+    mode: str = _f("off", choices=("off", "risky", "always"))
+    rules: list[str] = _f(factory=list)  # extra patterns: "git push", "docker *", "tool:cron"
+    approvers: dict[str, list[str]] = _f(factory=dict)  # channel → sender ids; default allowFrom
+    require_other_approver: bool = False  # the requester's own answer does not count
+    timeout_seconds: int = _f(300, min=5, max=86_400)  # no answer by then = denied
+
+
+@dataclass
 class ToolsConfig:
     restrict_to_workspace: bool = True
     # write_file/edit_file refuse a write that would leave less than this free (MiB) on the
@@ -104,6 +118,7 @@ class ToolsConfig:
     exec: ExecConfig = _f(factory=ExecConfig)
     web: WebConfig = _f(factory=WebConfig)
     message: MessageToolConfig = _f(factory=MessageToolConfig)
+    approval: ApprovalConfig = _f(factory=ApprovalConfig)
 
 
 @dataclass

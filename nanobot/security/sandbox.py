@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from nanobot.errors import ConfigError, SandboxUnavailable
+from nanobot.security.egress import EgressProxy
 from nanobot.security.seccomp import Unsupported, program_fd
 from nanobot.security.seccomp import build as seccomp_program
 
@@ -32,6 +33,10 @@ PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNA
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROBE_TIMEOUT = 10
 REAPER = str(Path(__file__).with_name("reaper.py"))
+ALLOWLIST = "allowlist"  # tools.exec.network: only allowedDomains, through the egress proxy
+FORWARDER = str(Path(__file__).with_name("egress_fwd.py"))
+BOX_RUN = "/run/nanobot"  # inside the sandbox: the proxy socket and the forwarder
+PROXY_PORT = 3128  # the forwarder's port on the sandbox's own loopback
 
 _PATH_RE = re.compile(r"/[^\s:'\"`,;()]*")
 _NET_ERRORS = (
@@ -85,17 +90,18 @@ class RequiredSandboxMissing:
 
     name = "bwrap (unavailable)"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, message: str | None = None) -> None:
         self.reason = reason
+        self.message = message or (
+            f'tools.exec.sandbox is "bwrap" but bubblewrap cannot run here ({reason}). '
+            f"Install it ({INSTALL_HINT}) and allow user namespaces, or set tools.exec.sandbox "
+            'to "auto" or "none" to run commands without the sandbox.'
+        )
 
     def wrap(
         self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]
     ) -> tuple[list[str], dict[str, str], list[int]]:
-        raise SandboxUnavailable(
-            f'tools.exec.sandbox is "bwrap" but bubblewrap cannot run here ({self.reason}). '
-            f"Install it ({INSTALL_HINT}) and allow user namespaces, or set tools.exec.sandbox "
-            'to "auto" or "none" to run commands without the sandbox.'
-        )
+        raise SandboxUnavailable(self.message)
 
     def explain(self, returncode: int | None, output: str) -> str | None:
         return None
@@ -158,6 +164,19 @@ def _probe_once(exe: str) -> tuple[bool, str, bool]:
     return True, f"{exe} works", harden.returncode == 0
 
 
+@functools.cache
+def _box_python() -> tuple[str, tuple[str, ...]]:
+    """(a Python the sandbox can run, binds it needs) for the egress forwarder: a system
+    Python under the folders the sandbox shows, else this one with its prefix bound read-only."""
+    shown = [Path(d).resolve() for d in SYSTEM_DIRS if Path(d).is_dir()]
+    for candidate in (os.path.realpath(sys.executable), "/usr/bin/python3"):
+        real = Path(os.path.realpath(candidate))
+        if real.is_file() and any(_inside(real, d) for d in shown):
+            return str(real), ()
+    prefix = str(Path(sys.base_prefix).resolve())
+    return os.path.realpath(sys.executable), ("--ro-bind", prefix, prefix)
+
+
 def _inside(path: Path, root: Path) -> bool:
     """path is root or lies below it (both already resolved; no string prefixes)."""
     return path == root or root in path.parents
@@ -172,18 +191,24 @@ class BwrapSandbox:
         self,
         workspace: Path,
         home: Path,
-        network: bool = True,
+        network: bool | str = True,
         extra_ro_binds: Iterable[str | Path] = (),
         extra_rw_binds: Iterable[str | Path] = (),
         *,
         bwrap: str | None = None,
         seccomp: bool = True,
+        egress: EgressProxy | None = None,
     ) -> None:
         """Raises ConfigError when the workspace is NANOBOT_HOME or an extra bind would show it.
 
         seccomp: load the filter of nanobot.security.seccomp into every command (a machine
         without a syscall table for it runs without, with one WARNING).
+        network "allowlist": a network namespace of its own; `egress` (required then) is the
+        only way out, through a per-call socket and the in-sandbox forwarder.
         """
+        if network == ALLOWLIST and egress is None:
+            raise ConfigError('tools.exec.network "allowlist" needs the egress proxy')
+        self.egress = egress if network == ALLOWLIST else None
         self.workspace = Path(workspace).expanduser().resolve()
         self.home = Path(home).expanduser().resolve()
         self.network = network
@@ -200,7 +225,8 @@ class BwrapSandbox:
         self._seccomp: bytes | None = None
         if seccomp:
             try:
-                self._seccomp = seccomp_program(network)
+                # allowlist: inet sockets reach only the sandbox's own loopback (the forwarder)
+                self._seccomp = seccomp_program(network is not False)
             except Unsupported as exc:
                 log.warning("exec sandbox runs without its seccomp filter: %s", exc)
 
@@ -232,11 +258,33 @@ class BwrapSandbox:
         """
         where = Path(cwd).resolve()
         box_env = self._env(where, env)
-        argv = [*self._argv(where, box_env), "--", *argv]
+        binds: list[str] = []
+        fds: list[int] = []
+        if self.egress is not None:
+            binds, argv, keep_fd = self._egress(argv, box_env)
+            fds.append(keep_fd)
+        argv = [*self._argv(where, box_env, binds), "--", *argv]
         if self._seccomp is None:
-            return argv, box_env, []
+            return argv, box_env, fds
         fd = program_fd(self._seccomp)
-        return [argv[0], "--seccomp", str(fd), *argv[1:]], box_env, [fd]
+        return [argv[0], "--seccomp", str(fd), *argv[1:]], box_env, [*fds, fd]
+
+    def _egress(self, argv: Sequence[str], env: dict[str, str]) -> tuple[list[str], list[str], int]:
+        """(bwrap binds, the command under the forwarder, the descriptor that keeps this
+        call's proxy session open) — and the proxy variables set in env."""
+        session = self.egress.session(argv[-1])
+        python, python_binds = _box_python()
+        proxy = f"http://127.0.0.1:{PROXY_PORT}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env[name] = proxy
+        env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1,::1"
+        binds = [
+            *python_binds,
+            *("--ro-bind", str(session.path), f"{BOX_RUN}/egress.sock"),
+            *("--ro-bind", FORWARDER, f"{BOX_RUN}/egress_fwd.py"),
+        ]
+        fwd = [python, "-I", "-S", f"{BOX_RUN}/egress_fwd.py", f"{BOX_RUN}/egress.sock"]
+        return binds, [*fwd, str(PROXY_PORT), "--", *argv], session.keep_fd
 
     def _env(self, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
         out = {k: env[k] for k in PASSED_ENV if env.get(k)}
@@ -244,7 +292,7 @@ class BwrapSandbox:
         out.update(HOME=str(self.workspace), SHELL="/bin/sh", TMPDIR="/tmp", PWD=str(cwd))
         return out
 
-    def _argv(self, cwd: Path, env: Mapping[str, str]) -> list[str]:
+    def _argv(self, cwd: Path, env: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]:
         """The whole bwrap command line. Mount order matters: later mounts cover earlier ones."""
         argv = [self.bwrap]
         shown: list[Path] = []  # host folders whose contents the sandbox can see
@@ -256,7 +304,7 @@ class BwrapSandbox:
                 argv += ["--ro-bind", name, name]
                 shown.append(path.resolve())
         resolv = Path("/etc/resolv.conf").resolve()
-        if self.network and resolv.is_file() and not any(_inside(resolv, d) for d in shown):
+        if self.network is True and resolv.is_file() and not any(_inside(resolv, d) for d in shown):
             argv += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's stub in /run
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
 
@@ -274,11 +322,12 @@ class BwrapSandbox:
             argv += ["--bind", str(self.workspace), str(self.workspace)]
         if mask_home:
             argv += ["--remount-ro", str(self.home)]
+        argv += extra
         argv += ["--remount-ro", "/"]
 
         argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        if not self.network:
-            argv.append("--unshare-net")
+        if self.network is not True:
+            argv.append("--unshare-net")  # off, or allowlist: only the egress socket leads out
         if self._harden:
             argv += ["--unshare-user", "--disable-userns"]
         # bwrap started by root keeps root's capabilities unless told otherwise.
@@ -305,6 +354,14 @@ class BwrapSandbox:
     def _explain_line(self, line: str) -> str | None:
         if line.startswith("bwrap: "):
             return f"it could not start the command ({line[7:].strip()})"
+        if self.network == ALLOWLIST:
+            if line.startswith("nanobot egress: refused"):
+                return f"the egress proxy {line[15:].strip()}"
+            if any(e in line for e in _NET_ERRORS):
+                return (
+                    "the network is limited to tools.exec.allowedDomains, reached only through "
+                    "the proxy in HTTP_PROXY/HTTPS_PROXY (a tool that ignores it cannot connect)"
+                )
         if not self.network and any(e in line for e in _NET_ERRORS):
             return "the network is off (tools.exec.network is false)"
         if not self.network and "Operation not permitted" in line:
@@ -334,6 +391,7 @@ def make_sandbox(
     mode = exec_cfg.sandbox
     if mode not in MODES:
         raise ConfigError(f"tools.exec.sandbox is {mode!r}; use one of {', '.join(MODES)}.")
+    allowlist = exec_cfg.network == ALLOWLIST
     if mode != "none":
         ok, reason = bwrap_status(search_path)
         if ok:
@@ -344,14 +402,21 @@ def make_sandbox(
                 extra_ro_binds=exec_cfg.extra_ro_binds,
                 extra_rw_binds=exec_cfg.extra_rw_binds,
                 bwrap=find_bwrap(search_path),
+                egress=EgressProxy(exec_cfg.allowed_domains) if allowlist else None,
             )
-        if mode == "bwrap":
-            return RequiredSandboxMissing(reason)
+        if mode == "bwrap" or allowlist:
+            return RequiredSandboxMissing(
+                reason, _allowlist_needs_bwrap(reason) if allowlist else None
+            )
         log.warning(
             "exec sandbox unavailable (%s): the safety guard alone protects exec. Install "
             'bubblewrap (%s) or set tools.exec.sandbox to "none" to accept this.',
             reason,
             INSTALL_HINT,
+        )
+    if allowlist:
+        return RequiredSandboxMissing(
+            "sandbox none", _allowlist_needs_bwrap('tools.exec.sandbox is "none"')
         )
     if not exec_cfg.network:
         log.warning(
@@ -360,3 +425,11 @@ def make_sandbox(
             INSTALL_HINT,
         )
     return NoSandbox()
+
+
+def _allowlist_needs_bwrap(reason: str) -> str:
+    return (
+        f'tools.exec.network is "allowlist", which only the bubblewrap sandbox can enforce, '
+        f"and it cannot run here ({reason}). Install bubblewrap ({INSTALL_HINT}) and set "
+        'tools.exec.sandbox to "auto" or "bwrap", or set tools.exec.network to true or false.'
+    )

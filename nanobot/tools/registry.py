@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from nanobot.security.redact import redact
 from nanobot.tools.base import (
@@ -22,12 +22,21 @@ log = logging.getLogger("nanobot.tools")
 AUDIT_ARGS_CHARS = 300
 
 
+class Approver(Protocol):
+    """security.approval.Approvals: None = run the call now, else the refusal to return."""
+
+    async def check(
+        self, tool: str, args: dict[str, Any], ctx: ToolContext
+    ) -> ToolResult | None: ...
+
+
 class ToolRegistry:
     """Name → tool; `call` is the one path from a model's tool call to a tool."""
 
-    def __init__(self, tool_limiter=None) -> None:
+    def __init__(self, tool_limiter=None, approvals: Approver | None = None) -> None:
         self._tools: dict[str, Tool] = {}
         self.tool_limiter = tool_limiter  # security.ratelimit.ToolCallLimiter or None
+        self.approvals = approvals  # asked before a call runs; None = tools.approval.mode off
 
     def register(self, tool: Tool) -> None:
         self._tools[tool.name] = tool
@@ -98,6 +107,12 @@ class ToolRegistry:
                 "answer without tools or try again later",
                 RATE_LIMITED,
             )
+        if self.approvals is not None:
+            # A matching call waits for a person's answer; the tool's own checks (the guard's
+            # hard deny, the path policy) still run afterwards, whatever the answer.
+            refusal = await self.approvals.check(name, args, ctx)
+            if refusal is not None:
+                return refusal
         try:
             return await tool.execute(ctx, **args)
         except Exception:  # boundary: a broken tool must not end the turn

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from nanobot.agent.subagents import Subagents
 from nanobot.config.schema import Config
+from nanobot.security.approval import Approvals
 from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.ratelimit import ToolCallLimiter
 from nanobot.security.sandbox import Sandbox
@@ -29,6 +30,8 @@ class Services:
     policy: PathPolicy
     sandbox: Sandbox
     subagents: Subagents = field(default_factory=Subagents)
+    # Pending approvals of the whole process (None: built from cfg when tools.approval is on).
+    approvals: Approvals | None = None
 
 
 # A factory returns None when the config leaves its tool off.
@@ -53,7 +56,9 @@ def _subagent_limit(cfg: Config) -> int:
 
 def build_tools(services: Services) -> ToolRegistry:
     per_hour = services.cfg.security.rate_limit.tool_calls_per_hour
-    registry = ToolRegistry(ToolCallLimiter(per_hour) if per_hour else None)
+    if services.approvals is None and services.cfg.tools.approval.mode != "off":
+        services.approvals = Approvals(services.cfg, services.policy)
+    registry = ToolRegistry(ToolCallLimiter(per_hour) if per_hour else None, services.approvals)
     for factory in TOOLS.values():
         tool = factory(services)
         if tool is not None:

@@ -167,7 +167,9 @@ async def with_retries(
 
 # ---- updates ----------------------------------------------------------------------------
 
-ALLOWED_UPDATES = ["message", "edited_message"]
+_MESSAGE_KINDS = ("message", "edited_message")
+# callback_query: presses of the approval buttons (channels/telegram/approve.py)
+ALLOWED_UPDATES = [*_MESSAGE_KINDS, "callback_query"]
 _USERNAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 _SAFE_EXT = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".pdf", ".txt", ".md", ".csv", ".json"}
 _SAFE_EXT |= {".oga", ".ogg", ".opus", ".mp3", ".m4a", ".wav", ".mp4", ".zip", ".docx", ".xlsx"}
@@ -226,7 +228,7 @@ def is_int(v: Any) -> bool:
 def parse_update(update: dict) -> Incoming | None:
     """The message in an update, or None when it carries nothing for the agent (a service
     message). Raises MalformedUpdate when the update lacks a message, sender or chat."""
-    kind = next((k for k in ALLOWED_UPDATES if k in update), None)
+    kind = next((k for k in _MESSAGE_KINDS if k in update), None)
     msg = update.get(kind) if kind else None
     if not isinstance(msg, dict):
         raise MalformedUpdate("no message object")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from nanobot.backoff import Backoff
 from nanobot.channels.base import BaseChannel, SendError
+from nanobot.channels.telegram import approve
 from nanobot.channels.telegram.botapi import (
     ALLOWED_UPDATES,
     BotAPI,
@@ -266,6 +267,9 @@ class TelegramChannel(BaseChannel):
             return
         if self._offset is not None and uid < self._offset:
             return  # already handled before a restart
+        if "callback_query" in update:  # an approval button (telegram/approve.py)
+            await approve.on_callback(self, update["callback_query"])
+            return
         try:
             incoming = parse_update(update)
         except MalformedUpdate as e:
@@ -317,6 +321,8 @@ class TelegramChannel(BaseChannel):
     async def send(self, msg: OutboundMessage) -> None:
         """Send msg.content as HTML parts of ≤ 4096 characters; a part whose HTML Telegram
         refuses is resent as plain text. Raises SendError when a part cannot be delivered."""
+        if await approve.send_request(self, msg):  # an approval request: buttons, no draft
+            return
         draft = self.drafts.take(msg.chat_id, msg.reply_to)
         for n, part in enumerate(split_message(msg.content, TELEGRAM_LIMIT)):
             params: dict[str, Any] = {"chat_id": msg.chat_id, "text": markdown_to_html(part)}
