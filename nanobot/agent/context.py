@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from nanobot import __version__
+from nanobot.agent.memory import memory_section
+from nanobot.agent.skills import Skills
 from nanobot.security.redact import redact
 from nanobot.security.wsread import Refused, Stamp, WorkspaceReader
 
 BOOTSTRAP_FILES = ("AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md")
-MEMORY_FILE = "memory/MEMORY.md"
 MAX_FILE_CHARS = 20_000
 MAX_FILE_BYTES = 256 * 1024  # larger bootstrap files are refused, not read
 RECHECK_SECONDS = 1.0  # how stale a workspace file may be before its mtime is looked at again
@@ -32,6 +33,7 @@ class ContextBuilder:
         self.sandbox_name = sandbox_name
         self.reader = WorkspaceReader(workspace, MAX_FILE_BYTES)
         self._cache: dict[str, tuple[float, Stamp | None, str]] = {}  # rel → (checked, id, text)
+        self.skills = Skills(self.reader)  # workspace skills over the built-in ones
 
     def _read(self, rel: str) -> str:
         now = time.monotonic()
@@ -65,9 +67,10 @@ class ContextBuilder:
             text = self._read(name).strip()
             if text:
                 parts.append(f"## {name}\n{text}")
-        memory = self._read(MEMORY_FILE).strip()
-        if memory:
-            parts.append(f"## Memory ({MEMORY_FILE})\n{memory}")
+        parts.append(memory_section(self._read))  # MEMORY.md and today's note, capped
+        skills = self.skills.prompt_section()
+        if skills:
+            parts.append(skills)
         return redact("\n\n".join(parts))
 
     def build(

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nanobot.agent.memory import MemoryTool
+from nanobot.agent.skills import MAX_SKILL_BYTES, ReadSkillTool, Skills
 from nanobot.agent.subagents import Subagents
 from nanobot.config.schema import Config
 from nanobot.security.approval import Approvals
 from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.ratelimit import ToolCallLimiter
 from nanobot.security.sandbox import Sandbox
+from nanobot.security.wsread import WorkspaceReader
 from nanobot.tools.base import Tool
 from nanobot.tools.cron import CronTool
 from nanobot.tools.files import EditFileTool, ListDirTool, ReadFileTool, WriteFileTool
@@ -46,6 +49,10 @@ TOOLS: dict[str, Callable[[Services], Tool | None]] = {
     "spawn": lambda s: SpawnTool(s.subagents) if _subagent_limit(s.cfg) else None,
     "web_search": lambda s: make_web_search(s.cfg.tools.web),
     "web_fetch": lambda s: make_web_fetch(s.cfg.tools.web),
+    "memory": lambda s: MemoryTool(s.policy),
+    "read_skill": lambda s: ReadSkillTool(
+        Skills(WorkspaceReader(s.policy.workspace, MAX_SKILL_BYTES))
+    ),
 }
 
 
