@@ -24,6 +24,10 @@ COMMANDS = {
     "channels": ("nanobot.commands.channels", "link WhatsApp (login) and show channel status"),
     "sessions": ("nanobot.commands.sessions", "list, show or remove stored conversations"),
     "cron": ("nanobot.commands.cron", "scheduled jobs: list, add, remove, enable, disable, run"),
+    "skills": (
+        "nanobot.commands.skills",
+        "list skills: origin (workspace or built-in), usable or not",
+    ),
 }
 
 

@@ -70,7 +70,7 @@ def build_agent(cfg: Config, info: LoadInfo) -> Agent:
     sandbox = LazySandbox(cfg.tools.exec, ws, home)
     tools = build_tools(Services(cfg, PathPolicy(ws, restrict, home), sandbox))
     d = cfg.agents.defaults
-    return Agent(
+    agent = Agent(
         settings=d,
         provider=make_provider(selection),
         model=selection.model,
@@ -79,3 +79,8 @@ def build_agent(cfg: Config, info: LoadInfo) -> Agent:
         context=ContextBuilder(ws, restrict, f"tools.exec.sandbox = {cfg.tools.exec.sandbox}"),
         executor=workers.pool("llm", d.max_concurrent_turns + 2),
     )
+    if d.isolation == "sender":  # every person their own workspace and sessions
+        from nanobot.agent.people import isolate
+
+        return isolate(agent, cfg, home)
+    return agent

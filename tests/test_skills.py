@@ -103,3 +103,31 @@ def test_read_skill_tool(tmp_path):
     assert out.startswith("Skill needs-env (workspace) — unavailable here: missing environment")
     assert out.endswith("Do it.")
     assert "known:" in asyncio.run(t.execute(ToolContext(), name="nope")).text
+
+
+def test_skills_list_command_shows_each_origin(tmp_path):
+    import subprocess
+    import sys
+
+    write(tmp_path / "workspace", "summarize", "---\nname: summarize\ndescription: mine\n---\nx")
+    write(
+        tmp_path / "workspace",
+        "gh",
+        "---\nname: gh\ndescription: d\nrequires:\n  bins: [nosuchbin-xyz]\n---\nx",
+    )
+    env = {**os.environ, "NANOBOT_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "nanobot", "skills", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.split()[:3] == ["summarize", "workspace", "ok"] for line in lines)
+    assert any(line.split()[:2] == ["reminders", "built-in"] for line in lines)
+    assert any(
+        line.startswith("gh") and "unavailable: missing program nosuchbin-xyz" in line
+        for line in lines
+    )
