@@ -137,6 +137,9 @@ class AgentDefaults:
     max_subagents: int = _f(3, min=0, max=64)  # background tasks at once (all chats)
     max_concurrent_subagents: int = _f(0, min=0, max=64)  # nanobot's key; > 0 overrides
     subagent_max_tool_iterations: int = _f(15, min=1, max=200)
+    # "shared": one person's assistant (one workspace, sessions per chat). "sender": every
+    # allowed sender gets their own workspace folder (memory, skills, files) and sessions.
+    isolation: str = _f("shared", choices=("shared", "sender"))
 
 
 @dataclass
