@@ -138,7 +138,7 @@ def test_allowed_message_reaches_bus_durably(home, tg):
     assert [m.content for m in Store(home / "state").pending()] == ["hello there"]  # durable
     assert stat.S_IMODE(offset_file(home).stat().st_mode) == 0o600
     polls = [p for m, p in tg.requests if m == "getUpdates"]
-    assert polls[0]["allowed_updates"] == ["message", "edited_message"]
+    assert polls[0]["allowed_updates"] == ["message", "edited_message", "callback_query"]
     assert "offset" not in polls[0]  # first start: take everything pending, drop nothing
     assert ch.status == "stopped"
     allowed = audit_events(home, "access")

@@ -129,6 +129,7 @@ def run_checks(
 ) -> list[Check]:
     """Every check in checklist order. sandbox_status is bwrap_status()'s answer (asked when None)."""
     from nanobot import paths
+    from nanobot.commands.doctor_approval import check_approval, check_exec_network
     from nanobot.commands.doctor_files import (
         check_credentials,
         check_group_policy,
@@ -148,6 +149,8 @@ def run_checks(
         check_restrict(cfg),
         check_exec_timeout(cfg),
         check_sandbox(cfg.tools.exec.sandbox, sandbox_status),
+        check_exec_network(cfg, sandbox_status),
+        check_approval(cfg),
         check_secrets(info.literal_secrets),
         *check_secret_stores(info.origins),
         check_gateway(cfg),

@@ -121,8 +121,8 @@ class Approvals:
     async def check(self, tool: str, args: dict[str, Any], ctx: ToolContext) -> ToolResult | None:
         """None when the call may run now; otherwise the refusal to return to the model.
         Waits (only this turn) while a person decides."""
-        if self.mode == "off" or tool in READ_ONLY:
-            return None
+        if self.mode == "off" or tool in READ_ONLY or self.rules.hard_denied(tool, args):
+            return None  # (a hard deny: the tool refuses it, whatever anyone would answer)
         if self.mode == "always":
             reason = "tools.approval.mode is always"
         else:

@@ -125,6 +125,14 @@ class Rules:
                 return f"sends a message to another chat ({target[0]}:{target[1]})"
         return None
 
+    @staticmethod
+    def hard_denied(tool: str, args: dict[str, Any]) -> bool:
+        """The exec guard blocks this call outright: asking a person would change nothing."""
+        from nanobot.security.guard import check_command
+
+        command = args.get("command")
+        return tool == "exec" and isinstance(command, str) and bool(check_command(command))
+
     def _write(self, raw: str) -> str | None:
         if self.policy.restrict:
             return None  # the path policy keeps writes in the workspace
