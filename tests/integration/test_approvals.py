@@ -40,7 +40,9 @@ class ButtonTelegram(FakeTelegram):
     def press(self, user: int, request: dict, scope: str, *, data: str | None = None) -> None:
         """The user presses a button under the request message (data overrides callback_data)."""
         buttons = [b for row in request["reply_markup"]["inline_keyboard"] for b in row]
-        real = next(b["callback_data"] for b in buttons if b["callback_data"].split(":")[1] == scope)
+        real = next(
+            b["callback_data"] for b in buttons if b["callback_data"].split(":")[1] == scope
+        )
         self.push_update(
             {
                 "callback_query": {
@@ -207,7 +209,9 @@ def test_group_stranger_and_non_approver_cannot_approve(nb, servers, start):
     assert "No request" in tg.answers[3]["text"]
     refused = [e["reason"] for e in audit(nb) if e["event"] == "approval_refused"]
     assert refused == ["not an approver", "code and call do not match", "unknown code"]
-    assert not any(str(STRANGER) in str(e.get("sender")) for e in audit(nb) if "approval" in e["event"])
+    assert not any(
+        str(STRANGER) in str(e.get("sender")) for e in audit(nb) if "approval" in e["event"]
+    )
 
 
 def test_no_answer_expires_as_denied(nb, servers, start):
