@@ -162,7 +162,8 @@ def run_checks(
         check_workspace_fs(workspace_path(cfg), home),
         check_group_policy(cfg),
     ]
-    others = [w for w in info.warnings if "chmod" not in w]  # modes have checks of their own
+    # File modes have checks of their own; the loader says which warnings are about them.
+    others = [w for w in info.warnings if w not in info.permission_warnings]
     if others:
         checks.append(_check("config_warnings", WARN, "; ".join(others)))
     return checks

@@ -124,13 +124,6 @@ def bwrap_status(search_path: str | None = None) -> tuple[bool, str]:
 _probe_lock = threading.Lock()
 
 
-def start_probe(search_path: str | None = None) -> None:
-    """Run the bwrap check in a background thread now, so start-up need not wait for it later."""
-    exe = find_bwrap(search_path)
-    if exe is not None:
-        threading.Thread(target=_probe, args=(exe,), name="bwrap-probe", daemon=True).start()
-
-
 def _probe(exe: str) -> tuple[bool, str, bool]:
     """Run bwrap once per executable (callers wait for a check already running)."""
     with _probe_lock:
