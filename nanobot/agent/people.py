@@ -14,7 +14,6 @@ to isolated persons, since subagents run in the shared workspace.
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import hashlib
 import re
@@ -94,8 +93,7 @@ class People:
             LazySandbox(exec_cfg, ws, self.home),
         )
         # The shared registry's settings (tool-call limiter, approvals), with this person's tools.
-        tools = copy.copy(self.shared.tools)
-        tools._tools = {}
+        tools = self.shared.tools.sibling()
         for name, factory in TOOLS.items():
             tool = None if name in NOT_ISOLATED else factory(services)
             if tool is not None:

@@ -41,6 +41,10 @@ class ToolRegistry:
     def register(self, tool: Tool) -> None:
         self._tools[tool.name] = tool
 
+    def sibling(self) -> ToolRegistry:
+        """An empty registry with the same limiter and approvals (one person's own tools)."""
+        return ToolRegistry(self.tool_limiter, self.approvals)
+
     def names(self) -> list[str]:
         return list(self._tools)
 
