@@ -9,6 +9,8 @@ listener, as a receiving MTA would deliver it. The SMTP server takes the bot's r
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.policy
 import email.utils
@@ -197,15 +199,22 @@ protocol lmtp {{
 
 
 class SmtpCapture:
-    """aiosmtpd on 127.0.0.1 with STARTTLS and AUTH required; `messages` are what it took."""
+    """aiosmtpd on 127.0.0.1 with STARTTLS and AUTH required; `messages` are what it took,
+    `arrivals` (Subject, time.monotonic()) when it took each.
+
+    AUTH (PLAIN, LOGIN) is answered by the handler's documented handle_AUTH hook rather than
+    an `authenticator`: on that path aiosmtpd 1.4 itself still sets the deprecated
+    Session.login_data and logs "Session.login_data is deprecated" for every login
+    (aio-libs/aiosmtpd#347)."""
 
     def __init__(self, certdir: Path) -> None:
         from aiosmtpd.controller import Controller
-        from aiosmtpd.smtp import AuthResult
+        from aiosmtpd.smtp import MISSING
 
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(certdir / "cert.pem", certdir / "key.pem")
         self.messages: list[email.message.EmailMessage] = []
+        self.arrivals: list[tuple[str, float]] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.logins: list[str] = []
         self._lock = threading.Lock()
@@ -213,19 +222,38 @@ class SmtpCapture:
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
+                now = time.monotonic()
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 with capture._lock:
                     capture.messages.append(msg)
+                    capture.arrivals.append((str(msg["Subject"]), now))
                     capture.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
                 return "250 OK"
 
-        def authenticator(server, session, envelope, mechanism, auth_data):
-            ok = auth_data.login == SMTP_USER.encode() and auth_data.password == (
-                SMTP_PASSWORD.encode()
-            )
-            if ok:
+            async def handle_AUTH(self, server, session, envelope, args):
+                mechanism = args[0].upper()
+                if mechanism == "PLAIN":
+                    blob = _b64(args[1]) if len(args) > 1 else await server.challenge_auth("")
+                    if blob is MISSING or blob is None:
+                        return None if blob is MISSING else "501 5.5.2 Can't decode base64"
+                    _, login, password = (blob.split(b"\0") + [b"", b""])[:3]
+                elif mechanism == "LOGIN":
+                    login = (
+                        _b64(args[1]) if len(args) > 1 else await server.challenge_auth("Username:")
+                    )
+                    if login is MISSING or login is None:
+                        return None if login is MISSING else "501 5.5.2 Can't decode base64"
+                    password = await server.challenge_auth("Password:")
+                    if password is MISSING:
+                        return None
+                else:
+                    return "504 5.5.4 Unrecognized authentication type"
+                if login != SMTP_USER.encode() or password != SMTP_PASSWORD.encode():
+                    return "535 5.7.8 Authentication credentials invalid"
+                session.authenticated = True
+                session.auth_data = login
                 capture.logins.append(mechanism)
-            return AuthResult(success=ok)
+                return "235 2.7.0 Authentication successful"
 
         self.port = free_port()
         self.controller = Controller(
@@ -236,7 +264,6 @@ class SmtpCapture:
             require_starttls=True,
             auth_required=True,
             auth_require_tls=True,
-            authenticator=authenticator,
         )
 
     def start(self) -> SmtpCapture:
@@ -249,6 +276,18 @@ class SmtpCapture:
     def received(self) -> list[email.message.EmailMessage]:
         with self._lock:
             return list(self.messages)
+
+    def arrived(self) -> list[tuple[str, float]]:
+        """(Subject, monotonic time) of each message taken, in order."""
+        with self._lock:
+            return list(self.arrivals)
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
 
 
 def mail(

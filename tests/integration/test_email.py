@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import re
 import signal
+import smtplib
+import ssl
 import time
 from collections import Counter
 
@@ -137,6 +141,51 @@ def test_allowed_sender_gets_a_threaded_reply_within_seconds(llm, dovecot, smtp,
     wait_for(lambda: "\\Seen" in dovecot.flags()["hello there"], 5, "\\Seen")
     for secret in (BOT_PASSWORD, SMTP_PASSWORD, KEY):
         assert secret not in gw.output() + nb.all_written_text()
+
+
+def test_every_mail_of_a_run_is_answered_within_seconds_over_idle(llm, dovecot, smtp, start):
+    """20 mails one by one, each a random small gap after the reply to the one before: most
+    land just as the channel, woken by its own reply, marks \\Seen and searches again (a mail
+    that arrives during that search is reported only behind its answer), the others while
+    it idles. Each reply must come within 5 s of its own delivery; a missed report would
+    leave the mail waiting for the next IDLE renewal, minutes later."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    gw = start(config(llm, dovecot, smtp))
+    assert "(IDLE)" in gw.output()
+    took: dict[str, float] = {}
+    for n in range(20):
+        subject = f"Re: run {n}"
+        sent = time.monotonic()
+        dovecot.deliver(mail(subject[4:]))
+        deadline = sent + 5
+        while not (got := [t for s, t in smtp.arrived() if s == subject]):
+            assert time.monotonic() < deadline, (
+                f"mail {n} not answered within 5 s of its delivery (seed {seed}; "
+                f"earlier ones took {took})"
+            )
+            time.sleep(0.002)
+        took[subject] = round(got[0] - sent, 2)
+        time.sleep(rng.uniform(0, 0.06) if rng.random() < 0.7 else rng.uniform(0.06, 1.0))
+    time.sleep(0.5)
+    assert Counter(m["Subject"] for m in smtp.received()) == {s: 1 for s in took}
+
+
+def test_the_smtp_server_authenticates_without_deprecation_noise(dovecot, smtp, caplog):
+    ctx = ssl.create_default_context(cafile=str(dovecot.ca))
+    caplog.set_level(logging.DEBUG, logger="mail.log")
+    for mechanism in ("PLAIN", "LOGIN"):
+        with smtplib.SMTP("127.0.0.1", smtp.port, timeout=10) as s:
+            s.starttls(context=ctx)
+            s.ehlo()
+            s.user, s.password = SMTP_USER, SMTP_PASSWORD
+            s.auth(mechanism, getattr(s, f"auth_{mechanism.lower()}"))
+    with smtplib.SMTP("127.0.0.1", smtp.port, timeout=10) as s:
+        s.starttls(context=ctx)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s.login(SMTP_USER, "wrong-password")
+    assert smtp.logins == ["PLAIN", "LOGIN"]
+    assert "deprecated" not in caplog.text
 
 
 def test_strangers_forgeries_and_loops_get_no_answer(llm, dovecot, smtp, start):

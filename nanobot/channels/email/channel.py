@@ -161,6 +161,8 @@ class EmailChannel(BaseChannel):
             await self._check(client)
             if self._stopping:
                 return
+            if client.changes_pending():  # reported during the check: it may have missed it
+                continue
             wait = IDLE_RENEW if client.idle_supported else float(c.poll_interval_seconds)
             if self._retry_at:
                 wait = max(0.5, min(wait, self._retry_at - time.monotonic()))
