@@ -339,6 +339,13 @@ def test_without_idle_the_mailbox_is_polled(llm, dovecot, smtp, nb):
             wait_for(lambda: "polling every 5 s" in gw.output(), 15, "the polling connection")
             dovecot.deliver(mail("polled"))
             wait_for(lambda: replies_to(smtp, "Re: polled"), 12, "the polled reply")
+            # Delivered just after a reply (the channel has just looked): found by the next
+            # poll, one interval later, not the one after it.
+            for n in range(2):
+                sent = time.monotonic()
+                dovecot.deliver(mail(f"polled {n}"))
+                wait_for(lambda n=n: replies_to(smtp, f"Re: polled {n}"), 12, "a polled reply")
+                assert time.monotonic() - sent < 5 + 1.5, f"mail {n}: more than one interval"
         finally:
             gw.stop()
     finally:
