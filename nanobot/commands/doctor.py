@@ -130,6 +130,7 @@ def run_checks(
     """Every check in checklist order. sandbox_status is bwrap_status()'s answer (asked when None)."""
     from nanobot import paths
     from nanobot.commands.doctor_approval import check_approval, check_exec_network
+    from nanobot.commands.doctor_email import check_email
     from nanobot.commands.doctor_files import (
         check_credentials,
         check_group_policy,
@@ -146,6 +147,7 @@ def run_checks(
         check_home_mode(home),
         check_user(uid),
         *check_channels(cfg),
+        *check_email(cfg, info),
         check_restrict(cfg),
         check_exec_timeout(cfg),
         check_sandbox(cfg.tools.exec.sandbox, sandbox_status),

@@ -61,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
         if ch.enabled:
             who = f"{len(ch.allow_from)} allowed senders" if ch.allow_from else "OPEN TO EVERYONE"
             print(f"Channel:    {name} enabled, {who}")
+    if cfg.channels.email.enabled:  # e-mail: its configuration (live state: /healthz)
+        from nanobot.channels.email.settings import summary
+
+        for line in summary(cfg.channels.email):
+            print(f"            e-mail {line}")
     g = cfg.gateway
     print(f"Gateway:    http://{g.host}:{g.port} (token {'set' if g.token else 'not set'})")
     for w in info.warnings:

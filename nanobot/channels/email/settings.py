@@ -53,3 +53,37 @@ def own_addresses(cfg) -> set[str]:
     if user:
         out.add(user)
     return out
+
+
+def summary(cfg) -> list[str]:
+    """What `nanobot status` shows of channels.email: servers, TLS, mailbox, consent, intake
+    mode and sender authentication; never a password."""
+    imap_tls = "IMAPS" if cfg.imap_use_ssl else "STARTTLS"
+    if not cfg.imap_use_ssl and cfg.allow_insecure:
+        imap_tls += ", plain text allowed"
+    lines = [
+        f"IMAP {cfg.imap_host or '(no imapHost)'}:{cfg.imap_port} ({imap_tls}), "
+        f"mailbox {cfg.imap_mailbox}, as {cfg.imap_username or '(no imapUsername)'}"
+    ]
+    if not cfg.auto_reply_enabled:
+        lines.append("SMTP off (autoReplyEnabled false: replies are recorded, not sent)")
+    else:
+        smtp_tls = "SMTPS" if cfg.smtp_use_ssl else "STARTTLS" if cfg.smtp_use_tls else "PLAIN TEXT"
+        lines.append(
+            f"SMTP {cfg.smtp_host or '(no smtpHost)'}:{cfg.smtp_port} ({smtp_tls}), "
+            f"from {cfg.from_address or '(no fromAddress)'}"
+        )
+    if cfg.consent_granted:
+        intake = f"IDLE where offered, else polling every {cfg.poll_interval_seconds} s"
+        lines.append(f"consent granted; {intake}; markSeen {'on' if cfg.mark_seen else 'off'}")
+    else:
+        lines.append("consent NOT granted (mailbox untouched): set channels.email.consentGranted")
+    if cfg.verify_dkim or cfg.verify_spf:
+        kinds = " or ".join(
+            k for k, on in (("DKIM", cfg.verify_dkim), ("SPF", cfg.verify_spf)) if on
+        )
+        ids = ", ".join(cfg.trusted_authserv_ids) or "nobody (trustedAuthservIds is empty)"
+        lines.append(f"senders must pass {kinds} as judged by {ids}")
+    else:
+        lines.append("sender authentication OFF (verifyDkim and verifySpf are false)")
+    return lines
