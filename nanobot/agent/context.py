@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import platform
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from nanobot.agent.memory import memory_section
 from nanobot.agent.skills import Skills
 from nanobot.security.redact import redact
 from nanobot.security.wsread import Refused, Stamp, WorkspaceReader
+
+# os.uname() and sys.version_info, not the platform module (which costs start-up time).
+_HOST = f"{os.uname().sysname} {os.uname().machine}, Python {sys.version.split()[0]}"
 
 BOOTSTRAP_FILES = ("AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md")
 MAX_FILE_CHARS = 20_000
@@ -57,7 +61,7 @@ class ContextBuilder:
             f"You are nanobot {__version__}, a personal AI assistant.",
             "## Runtime\n"
             f"- Current time: {now}\n"
-            f"- Host: {platform.system()} {platform.machine()}, Python {platform.python_version()}\n"
+            f"- Host: {_HOST}\n"
             f"- Workspace: {self.workspace}"
             f"{' (file tools are restricted to it)' if self.restricted else ''}\n"
             f"- Command sandbox: {self.sandbox_name}\n"

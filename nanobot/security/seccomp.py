@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 import struct
 
 # struct seccomp_data: int nr; u32 arch; u64 instruction_pointer; u64 args[6] (little-endian).
@@ -148,7 +147,7 @@ class Unsupported(Exception):
 
 
 def machine() -> str:
-    m = platform.machine().lower()
+    m = os.uname().machine.lower()
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
 
 

@@ -18,7 +18,6 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SEARCH_YEARS = 9  # Feb 29 may be 8 years away (2096 → 2104)
 
@@ -151,6 +150,8 @@ def _number(text: str, name: str, lo: int, hi: int, names, base: int) -> int:
 def zone(name: str) -> tzinfo:
     """The IANA zone `name`, or the host's own zone for "" (DST-aware where the host says which
     zone it is in; UTC when it says nothing). Raises ValueError naming the fix."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # loaded when a time is needed
+
     if name:
         try:
             return ZoneInfo(name)
@@ -164,6 +165,8 @@ def zone(name: str) -> tzinfo:
 
 def host_zone() -> tzinfo:
     """The zone of the host: $TZ, then /etc/localtime, else UTC."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     env = os.environ.get("TZ", "").lstrip(":")
     if env:
         try:

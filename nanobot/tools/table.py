@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nanobot.agent.memory import MemoryTool
 from nanobot.agent.skills import MAX_SKILL_BYTES, ReadSkillTool, Skills
 from nanobot.agent.subagents import Subagents
 from nanobot.config.schema import Config
-from nanobot.security.approval import Approvals
 from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.ratelimit import ToolCallLimiter
 from nanobot.security.sandbox import Sandbox
@@ -22,6 +22,9 @@ from nanobot.tools.registry import ToolRegistry
 from nanobot.tools.shell import ExecTool
 from nanobot.tools.spawn import SpawnTool
 from nanobot.tools.web import make_web_fetch, make_web_search
+
+if TYPE_CHECKING:  # loaded only when tools.approval is on
+    from nanobot.security.approval import Approvals
 
 
 @dataclass
@@ -64,6 +67,8 @@ def _subagent_limit(cfg: Config) -> int:
 def build_tools(services: Services) -> ToolRegistry:
     per_hour = services.cfg.security.rate_limit.tool_calls_per_hour
     if services.approvals is None and services.cfg.tools.approval.mode != "off":
+        from nanobot.security.approval import Approvals
+
         services.approvals = Approvals(services.cfg, services.policy)
     registry = ToolRegistry(ToolCallLimiter(per_hour) if per_hour else None, services.approvals)
     for factory in TOOLS.values():

@@ -14,7 +14,6 @@ from nanobot.security.netguard import NetGuard, Resolver, parse_networks
 from nanobot.tools.base import ToolContext, ToolResult
 from nanobot.tools.webfetch import FetchError, FetchLimits, GuardedFetcher
 from nanobot.tools.websearch import Backend, SearchError, make_backend
-from nanobot.tools.webtext import html_to_text
 
 log = logging.getLogger("nanobot.tools")
 
@@ -116,6 +115,8 @@ class WebFetchTool:
         if "html" in ctype or (
             not ctype and raw.lstrip()[:15].lower().startswith("<!doctype html")
         ):
+            from nanobot.tools.webtext import html_to_text  # html.parser, on first page only
+
             title, text = html_to_text(raw)
         elif ctype.startswith("text/") or ctype in ("application/json", "application/xml", ""):
             text = raw

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from html.parser import HTMLParser
-from typing import Protocol
-from urllib.parse import parse_qs, urljoin, urlsplit
-
-import requests
+from typing import TYPE_CHECKING, Protocol
 
 from nanobot.config.schema import WebSearchConfig
+
+if TYPE_CHECKING:
+    import requests
 from nanobot.tools.webfetch import USER_AGENT
 
 BRAVE_URL = "https://api.search.brave.com/res/v1/web/search"
@@ -36,6 +35,8 @@ class Backend(Protocol):
 
 
 def _get(url: str, timeout: float, what: str, **kwargs) -> requests.Response:
+    import requests  # on first search: start-up does not pay for it
+
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
     try:
         resp = requests.get(url, timeout=timeout, headers=headers, **kwargs)
@@ -141,7 +142,9 @@ class DuckDuckGo:
                 f"DuckDuckGo answered HTTP {resp.status_code} (it limits automated searches); "
                 "set tools.web.search.apiKey (Brave) or tools.web.search.url (SearXNG)"
             )
-        parser = _DuckDuckGoPage(self.url)
+        from nanobot.tools.ddgpage import DuckDuckGoPage  # html.parser, on first search only
+
+        parser = DuckDuckGoPage(self.url)
         parser.feed(resp.text)
         parser.close()
         results = [Result(_text(r.title), r.url, _text(r.snippet)) for r in parser.results if r.url]
@@ -152,55 +155,6 @@ class DuckDuckGo:
                 "set tools.web.search.apiKey (Brave) or tools.web.search.url (SearXNG)"
             )
         return results
-
-
-class _DuckDuckGoPage(HTMLParser):
-    """Results of html.duckduckgo.com: a.result__a (title, link) then .result__snippet."""
-
-    def __init__(self, base: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base = base
-        self.results: list[Result] = []
-        self._field: str | None = None
-        self._depth = 0
-        self._ad = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        classes = (a.get("class") or "").split()
-        if "result" in classes:
-            self._ad = "result--ad" in classes
-        if self._ad:
-            return
-        if tag == "a" and "result__a" in classes:
-            self.results.append(
-                Result("", _ddg_target(urljoin(self.base, a.get("href") or "")), "")
-            )
-            self._field, self._depth = "title", 0
-        elif "result__snippet" in classes and self.results:
-            self._field, self._depth = "snippet", 0
-        elif self._field:
-            self._depth += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._field and self._depth == 0:
-            self._field = None
-        elif self._field:
-            self._depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._field and self.results:
-            r = self.results[-1]
-            setattr(r, self._field, getattr(r, self._field) + data)  # folded in search()
-
-
-def _ddg_target(href: str) -> str:
-    """DuckDuckGo links go through /l/?uddg=<target>: the target itself."""
-    parts = urlsplit(href)
-    if parts.path.startswith("/l/"):
-        target = parse_qs(parts.query).get("uddg", [""])[0]
-        return target if target.startswith(("http://", "https://")) else ""
-    return href if parts.scheme in ("http", "https") else ""
 
 
 BACKENDS: dict[str, Callable[[WebSearchConfig], Backend]] = {
