@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from nanobot.errors import ConfigError, SandboxUnavailable
-from nanobot.security.egress import EgressProxy
 from nanobot.security.seccomp import Unsupported, program_fd
 from nanobot.security.seccomp import build as seccomp_program
 
 if TYPE_CHECKING:
     from nanobot.config.schema import ExecConfig
+    from nanobot.security.egress import EgressProxy
 
 log = logging.getLogger("nanobot.security")
 
@@ -395,7 +395,7 @@ def make_sandbox(
                 extra_ro_binds=exec_cfg.extra_ro_binds,
                 extra_rw_binds=exec_cfg.extra_rw_binds,
                 bwrap=find_bwrap(search_path),
-                egress=EgressProxy(exec_cfg.allowed_domains) if allowlist else None,
+                egress=_egress_proxy(exec_cfg.allowed_domains) if allowlist else None,
             )
         if mode == "bwrap" or allowlist:
             return RequiredSandboxMissing(
@@ -426,3 +426,9 @@ def _allowlist_needs_bwrap(reason: str) -> str:
         f"and it cannot run here ({reason}). Install bubblewrap ({INSTALL_HINT}) and set "
         'tools.exec.sandbox to "auto" or "bwrap", or set tools.exec.network to true or false.'
     )
+
+
+def _egress_proxy(domains: list[str]) -> EgressProxy:
+    from nanobot.security.egress import EgressProxy  # only in allowlist mode
+
+    return EgressProxy(domains)

@@ -74,7 +74,15 @@ class GuardedFetcher:
     ) -> None:
         self.guard = guard
         self.limits = limits
-        self.tls = tls or ssl.create_default_context()
+        self._tls = tls
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """Made on the first https fetch: loading the system's CA certificates takes ~50 ms,
+        which every start would otherwise pay."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     def get(self, url: str) -> Page:
         deadline = time.monotonic() + self.limits.timeout
