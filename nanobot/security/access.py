@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import fields
@@ -129,13 +130,19 @@ def is_allowed(channel: str, sender: str, allow_from: list[str]) -> bool:
     """
     if not isinstance(sender, str) or not sender:
         return False
+    return _decide(channel, sender, tuple(str(e) for e in allow_from))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decide(channel: str, sender: str, entries: tuple[str, ...]) -> bool:
+    """is_allowed's answer, remembered: a long allow-list is not re-parsed for every message
+    (the list is part of the key, so an edited config is decided afresh)."""
     well_formed = _WELL_FORMED.get(channel)
     if well_formed is not None and not well_formed(sender):
         return False
-    entries = [str(e) for e in allow_from]
     if not entries or EVERYONE in (e.strip() for e in entries):
         return True
-    return RULES.get(channel, _exact)(sender, entries)
+    return RULES.get(channel, _exact)(sender, list(entries))
 
 
 def open_channels(cfg) -> list[str]:

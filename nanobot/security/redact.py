@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 
 MASK = "[REDACTED]"
 MIN_SECRET_LEN = 6
@@ -23,6 +24,10 @@ _TOKEN_PATTERNS = [
 _TOKEN_RE = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
 
 
+CACHE_MIN_CHARS = 512  # texts this long are remembered: prompts and history repeat every turn
+CACHE_MAX_CHARS = 4_000_000
+
+
 class Redactor:
     """Holds the secret values to hide; shared by the log filter, audit, errors and sessions."""
 
@@ -30,6 +35,8 @@ class Redactor:
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
         self._re: re.Pattern[str] | None = None
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._cache_chars = 0
 
     def add(self, *values: str | None) -> None:
         with self._lock:
@@ -39,6 +46,7 @@ class Redactor:
             # Longest first so a secret containing another is masked whole.
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._re = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+            self._forget()
 
     def secrets(self) -> frozenset[str]:
         return frozenset(self._secrets)
@@ -47,13 +55,35 @@ class Redactor:
         with self._lock:
             self._secrets.clear()
             self._re = None
+            self._forget()
 
     def redact(self, text: str) -> str:
         if not text:
             return text
-        if self._re is not None:
-            text = self._re.sub(MASK, text)
+        if len(text) < CACHE_MIN_CHARS:
+            return self._apply(text)
+        done = self._cache.get(text)
+        if done is not None:
+            return done
+        done = self._apply(text)
+        with self._lock:
+            self._cache[text] = done
+            self._cache_chars += len(text)
+            while self._cache_chars > CACHE_MAX_CHARS:
+                old, _ = self._cache.popitem(last=False)
+                self._cache_chars -= len(old)
+        return done
+
+    def _apply(self, text: str) -> str:
+        pattern = self._re
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
         return _TOKEN_RE.sub(MASK, text)
+
+    def _forget(self) -> None:
+        """The secrets changed: what was redacted before may need more masks now."""
+        self._cache.clear()
+        self._cache_chars = 0
 
 
 REDACTOR = Redactor()
