@@ -64,8 +64,7 @@ class ContextBuilder:
             f"- Host: {_HOST}\n"
             f"- Workspace: {self.workspace}"
             f"{' (file tools are restricted to it)' if self.restricted else ''}\n"
-            f"- Command sandbox: {self.sandbox_name}\n"
-            f"- Conversation: {channel} / {chat_id}",
+            f"- Command sandbox: {self.sandbox_name}",
         ]
         for name in BOOTSTRAP_FILES:
             text = self._read(name).strip()
@@ -75,7 +74,10 @@ class ContextBuilder:
         skills = self.skills.prompt_section()
         if skills:
             parts.append(skills)
-        return redact("\n\n".join(parts))
+        # The same for every chat (and so redacted once, from the redactor's cache); the
+        # conversation it is for comes last.
+        shared = redact("\n\n".join(parts))
+        return f"{shared}\n\n## Conversation\n{redact(f'{channel} / {chat_id}')}"
 
     def build(
         self, history: list[dict[str, Any]], text: str, channel: str, chat_id: str

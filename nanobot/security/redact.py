@@ -25,7 +25,7 @@ _TOKEN_RE = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
 
 
 CACHE_MIN_CHARS = 512  # texts this long are remembered: prompts and history repeat every turn
-CACHE_MAX_CHARS = 4_000_000
+CACHE_MAX_CHARS = 1_000_000
 
 
 class Redactor:
