@@ -381,3 +381,38 @@ def test_a_withdrawn_message_is_retired_without_a_reply(tmp_path):
     again = Store(tmp_path / "state")
     assert (again.pending(), again.unsent()) == ([], [])
     assert not again.accept(msg(key="cancelled"))
+
+
+def test_a_full_disk_during_the_turn_tells_the_user_keeps_the_message_and_retries(tmp_path, caplog):
+    import errno
+
+    calls = []
+
+    async def turn(m, ctx):
+        calls.append(m.content)
+        if len(calls) == 1:  # the session append found no space left
+            raise OSError(errno.ENOSPC, "No space left on device", "sessions/telegram_1.jsonl")
+        return "the real answer"
+
+    async def go():
+        sink = Sink()
+        store = Store(tmp_path / "state")
+        d = Dispatcher(turn, store, {"telegram": sink}, 1)
+        d.disk_retry = 0.05
+        m = msg(key="k-disk")
+        store.accept(m)
+        await d.submit(m)
+        still_kept = [p.content for p in store.pending()]
+        for _ in range(100):
+            if len(sink.sent) == 2:
+                break
+            await asyncio.sleep(0.02)
+        return sink.sent, still_kept, store
+
+    sent, kept, store = run(go())
+    from nanobot.route.dispatcher import DISK_FULL_REPLY
+
+    assert [o.content for o in sent] == [DISK_FULL_REPLY, "the real answer"]
+    assert kept == ["hi"]  # not acknowledged while the disk was full
+    assert calls == ["hi", "hi"] and store.pending() == []
+    assert "sessions/telegram_1.jsonl" in caplog.text and "bytes free" in caplog.text

@@ -8,9 +8,11 @@ at each point leaves behind.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 from nanobot.route.message import InboundMessage, OutboundMessage, reply_for
@@ -25,6 +27,7 @@ DISK_FULL_REPLY = (
     "It is kept and will be answered once space is freed."
 )
 DISK_RETRY_SECONDS = 30.0
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 # The turn: the agent's handle(msg, ctx) -> reply text.
 TurnFn = Callable[[InboundMessage, ToolContext], Awaitable[str]]
@@ -87,6 +90,9 @@ class Dispatcher:
         self.tasks: set[asyncio.Task] = set()
         self.accepting = True
         self.turns_done = 0
+        self.disk_retry = (
+            DISK_RETRY_SECONDS  # seconds before a turn that found the disk full runs again
+        )
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -150,15 +156,22 @@ class Dispatcher:
         try:
             try:
                 text = await self.turn(msg)
+            except OSError as e:
+                if e.errno not in DISK_FULL:
+                    raise
+                text = None  # a session or memory write found the disk full
+                self._out_of_space(msg, e, "the turn")
             except Exception:  # boundary: one broken turn must not take the gateway down
                 log.exception("turn failed for %s", msg.session_key)
                 text = FAILURE_REPLY
-            out = reply_for(msg, text)
-            try:
-                name = await self._store_reply(msg, out)
-            except OSError as e:
-                self._out_of_space(msg, e)
-                name, out.content = None, DISK_FULL_REPLY
+            out = reply_for(msg, text or DISK_FULL_REPLY)
+            name = None
+            if text is not None:
+                try:
+                    name = await self._store_reply(msg, out)
+                except OSError as e:
+                    self._out_of_space(msg, e, "the reply")
+                    out.content = DISK_FULL_REPLY
         finally:
             if channel is not None:
                 channel.turn_finished(msg)
@@ -170,20 +183,26 @@ class Dispatcher:
             return None
         return await asyncio.to_thread(self.store.reply, msg, out)
 
-    def _out_of_space(self, msg: InboundMessage, err: OSError) -> None:
-        """The reply could not be stored: keep the message and try its turn again later."""
-        where = self.store.path.parent if self.store is not None else "."
-        free = shutil.disk_usage(where).free if self.store is not None else 0
+    def _out_of_space(self, msg: InboundMessage, err: OSError, what: str) -> None:
+        """A write failed: keep the message (unanswered in the journal) and run its turn
+        again later; the user is told the server is out of space."""
+        where = self.store.path.parent if self.store is not None else Path(".")
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            free = -1
         log.error(
-            "could not store the reply for %s (%s; %d bytes free under %s); the message stays "
-            "in the inbox and is retried in %.0f s",
+            "could not write %s for %s (%s: %s; %d bytes free under %s); the message is kept "
+            "and its turn runs again in %.0f s",
+            what,
             msg.session_key,
             err.strerror or err,
+            err.filename or where,
             free,
             where,
-            DISK_RETRY_SECONDS,
+            self.disk_retry,
         )
-        asyncio.get_running_loop().call_later(DISK_RETRY_SECONDS, self.submit, msg)
+        asyncio.get_running_loop().call_later(self.disk_retry, self.submit, msg)
 
     async def send_now(self, out: OutboundMessage) -> None:
         """Store and deliver a message that is not a reply; raises when it cannot be delivered."""
