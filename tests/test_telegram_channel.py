@@ -458,9 +458,9 @@ def test_refused_html_falls_back_to_plain_text(home, tg):
 def test_typing_until_stopped(home, tg):
     async def go():
         ch = TelegramChannel(cfg_for(tg), new_bus(home), **FAST)
-        ch.start_typing("42")
+        ch.typing.show("42")
         await asyncio.to_thread(tg.wait_for, lambda: len(tg.actions) >= 3, WAIT, "3 actions")
-        ch.stop_typing("42")
+        ch.typing.hide("42")
         stopped_at = len(tg.actions)
         await asyncio.sleep(0.3)  # six intervals
         return stopped_at

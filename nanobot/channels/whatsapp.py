@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nanobot.channels.base import BaseChannel, SendError, printable
+from nanobot.channels.indicator import Indicator
 from nanobot.channels.telegram.format import split_message
 from nanobot.channels.whatsapp_bridge import ManagedBridge
 from nanobot.channels.ws import ConnectionClosed, HandshakeError, WebSocket
@@ -60,8 +61,12 @@ class WhatsAppChannel(BaseChannel):
         self._stop_event = asyncio.Event()
         self._ids = itertools.count(1)
         self._replies: dict[str, asyncio.Future] = {}
-        self._typing: dict[str, asyncio.Task] = {}
-        self._typing_refs: dict[str, int] = {}
+        # WhatsApp drops "composing" after a while: it is refreshed every typing_interval.
+        self.typing = Indicator(
+            lambda chat: self._presence(chat, True),
+            interval=typing_interval,
+            off=lambda chat: self._presence(chat, False),
+        )
         self._bridge: ManagedBridge | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -107,10 +112,7 @@ class WhatsAppChannel(BaseChannel):
 
     async def stop(self) -> None:
         self._stop_event.set()
-        for task in self._typing.values():
-            task.cancel()
-        self._typing.clear()
-        self._typing_refs.clear()
+        self.typing.stop()
         ws = self._ws
         if ws is not None:
             await ws.close(wait=1.0)
@@ -278,34 +280,10 @@ class WhatsAppChannel(BaseChannel):
             self._replies.pop(req_id, None)
 
     def turn_started(self, msg: InboundMessage) -> None:
-        self.start_typing(msg.chat_id)
+        self.typing.show(msg.chat_id)
 
     def turn_finished(self, msg: InboundMessage) -> None:
-        self.stop_typing(msg.chat_id)
-
-    def start_typing(self, chat_id: str) -> None:
-        """Show "composing…" in chat_id until every start_typing was undone by stop_typing."""
-        self._typing_refs[chat_id] = self._typing_refs.get(chat_id, 0) + 1
-        if chat_id not in self._typing:
-            self._typing[chat_id] = asyncio.get_running_loop().create_task(
-                self._typing_loop(chat_id)
-            )
-
-    def stop_typing(self, chat_id: str) -> None:
-        left = self._typing_refs.get(chat_id, 0) - 1
-        if left > 0:
-            self._typing_refs[chat_id] = left
-            return
-        self._typing_refs.pop(chat_id, None)
-        task = self._typing.pop(chat_id, None)
-        if task is not None:
-            task.cancel()
-            asyncio.get_running_loop().create_task(self._presence(chat_id, False))
-
-    async def _typing_loop(self, chat_id: str) -> None:
-        while True:  # WhatsApp drops "composing" after a while: refresh it
-            await self._presence(chat_id, True)
-            await asyncio.sleep(self.typing_interval)
+        self.typing.hide(msg.chat_id)
 
     async def _presence(self, chat_id: str, on: bool) -> None:
         ws = self._ws

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from nanobot.backoff import Backoff
 from nanobot.channels.base import BaseChannel, SendError
+from nanobot.channels.indicator import Indicator
 from nanobot.channels.telegram import approve
 from nanobot.channels.telegram.botapi import (
     ALLOWED_UPDATES,
@@ -94,8 +94,10 @@ class TelegramChannel(BaseChannel):
         self._saved_offset: int | None = None
         self._saver: asyncio.Task | None = None
         self._stop_event = asyncio.Event()
-        self._typing: dict[str, asyncio.Task] = {}
-        self._typing_refs: dict[str, int] = {}
+        # "typing…" only for replies slower than typing_delay (a fast one skips the API call).
+        self.typing = Indicator(
+            self._chat_action, interval=typing_interval, delay=typing_delay, limit=typing_max
+        )
         self._failures = 0
         self.drafts = Drafts(self.api.request, send_progress, send_tool_hints)
 
@@ -120,10 +122,7 @@ class TelegramChannel(BaseChannel):
         self._stop_event.set()
         if self._saver is not None:
             await asyncio.gather(self._saver, return_exceptions=True)
-        for task in self._typing.values():
-            task.cancel()
-        self._typing.clear()
-        self._typing_refs.clear()
+        self.typing.stop()
         self._set_status("stopped")
 
     async def _until_stop(self, aw: Awaitable[T]) -> T:
@@ -356,43 +355,20 @@ class TelegramChannel(BaseChannel):
         )
 
     def turn_started(self, msg: InboundMessage) -> None:
-        self.start_typing(msg.chat_id)
+        self.typing.show(msg.chat_id)
 
     def progress(self, msg: InboundMessage) -> Draft | None:
         return self.drafts.open(msg.chat_id, msg.message_id)  # the reply growing as written
 
     def turn_finished(self, msg: InboundMessage) -> None:
-        self.stop_typing(msg.chat_id)
+        self.typing.hide(msg.chat_id)
 
-    def start_typing(self, chat_id: str) -> None:
-        """Show "typing…" in chat_id (refreshed every typing_interval) until stop_typing."""
-        self._typing_refs[chat_id] = self._typing_refs.get(chat_id, 0) + 1
-        if chat_id not in self._typing:
-            self._typing[chat_id] = asyncio.get_running_loop().create_task(
-                self._typing_loop(chat_id)
-            )
-
-    def stop_typing(self, chat_id: str) -> None:
-        """Undo one start_typing; the indicator stops when every start was undone."""
-        left = self._typing_refs.get(chat_id, 0) - 1
-        if left > 0:
-            self._typing_refs[chat_id] = left
-            return
-        self._typing_refs.pop(chat_id, None)
-        task = self._typing.pop(chat_id, None)
-        if task is not None:
-            task.cancel()
-
-    async def _typing_loop(self, chat_id: str) -> None:
-        deadline = time.monotonic() + self.typing_max
-        await asyncio.sleep(self.typing_delay)
+    async def _chat_action(self, chat_id: str) -> None:
         params = {"chat_id": chat_id, "action": "typing"}
-        while time.monotonic() < deadline:
-            try:
-                await run_pooled(self.api.request, "sendChatAction", params, timeout=10)
-            except (TelegramError, TransportError) as e:
-                log.debug("sendChatAction failed: %s", e)
-            await asyncio.sleep(self.typing_interval)
+        try:
+            await run_pooled(self.api.request, "sendChatAction", params, timeout=10)
+        except (TelegramError, TransportError) as e:
+            log.debug("sendChatAction failed: %s", e)
 
 
 def _chat_of(update: Any) -> object:
