@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 HOME_MODE = 0o700
@@ -80,3 +81,11 @@ def open_private_append(path: Path):
     """Open path for appending text, creating it with mode 0600 (never wider)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free for us on path's filesystem (-1 when it cannot be asked), for error messages."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return -1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol
@@ -166,10 +165,7 @@ class BaseChannel:
 
     async def _cannot_store(self, chat_id: str, err: OSError) -> None:
         state = paths.state_dir()
-        try:
-            free = shutil.disk_usage(state).free
-        except OSError:
-            free = -1
+        free = paths.free_bytes(state)
         log.error(
             "could not store a message from %s:%s (%s: %s; %d bytes free under %s); it was not "
             "taken, and the channel will offer it again",

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from nanobot import paths
 from nanobot.route.message import InboundMessage, OutboundMessage, reply_for
 from nanobot.route.store import Store
 from nanobot.tools.base import ToolContext
@@ -187,10 +187,7 @@ class Dispatcher:
         """A write failed: keep the message (unanswered in the journal) and run its turn
         again later; the user is told the server is out of space."""
         where = self.store.path.parent if self.store is not None else Path(".")
-        try:
-            free = shutil.disk_usage(where).free
-        except OSError:
-            free = -1
+        free = paths.free_bytes(where)
         log.error(
             "could not write %s for %s (%s: %s; %d bytes free under %s); the message is kept "
             "and its turn runs again in %.0f s",
