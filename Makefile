@@ -41,7 +41,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/mail_latency.py
 
-## deploy-test: the Ansible role end-to-end in a booted Debian 12 container (needs root)
+## deploy-test: the Ansible role end-to-end in booted Debian 12 and 13 containers (needs root)
 deploy-test: $(BIN)/.installed
 	bash deploy/test/run.sh
 

@@ -5,6 +5,7 @@
 # the operational scenarios (upgrade, rollback, refusals). Prints each stage's time.
 # Needs root. Caches (tool venv, rootfs tarballs) live in $NANOBOT_DEPLOY_CACHE
 # (default /var/cache/nanobot-deploy), outside the repository. Exits non-zero on any failure.
+# NANOBOT_DEPLOY_PYTEST_ARGS adds pytest arguments (e.g. "-k limits") to the live checks.
 # NANOBOT_DEPLOY_SOURCE=DIR deploys another checkout (default: this one; either way a snapshot
 # of it taken at the start); NANOBOT_DEPLOY_KEEP=1 leaves the
 # container running after the test (for debugging).
@@ -162,6 +163,18 @@ run_suite() {
     }
     recap() { grep -E "^$CT_NAME +: ok=" "$1" || fail "no play recap in $1"; }
 
+    phase "$SUITE/check-mode"
+    # README offers --check --diff as the dry run: it must get through a fresh host and
+    # change nothing there.
+    converge --check --diff >"$LOGS/check.log" 2>&1 || {
+        tail -n 40 "$LOGS/check.log"
+        fail "--check --diff failed on a fresh host"
+    }
+    ct_exec sh -c '! id nanobot >/dev/null 2>&1 && [ ! -e /opt/nanobot ] && [ ! -e /var/lib/nanobot ] &&
+        [ ! -e /etc/systemd/system/nanobot.service ] && ! command -v ufw >/dev/null' ||
+        fail "--check --diff changed the host"
+    ok "--check --diff on a fresh host: $(recap "$LOGS/check.log" | grep -o 'changed=[0-9]*') predicted, nothing changed"
+
     phase "$SUITE/converge-1"
     converge 2>&1 | tee "$LOGS/converge-1.log" || fail "first converge failed"
     recap "$LOGS/converge-1.log" | grep -q "failed=0" || fail "first converge reported failures"
@@ -193,10 +206,42 @@ run_suite() {
     expect_refusal "an open Telegram channel" "nanobot_telegram_allow_from is empty" \
         -e '{"nanobot_telegram_enabled": true, "nanobot_telegram_token": "x"}'
     expect_refusal "nanobot_user=root" "must not be root" -e nanobot_user=root
+    # A host whose firewall nftables.service manages (a stand-in unit, enabled like the real one).
+    ct_exec sh -c 'printf "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n" \
+        >/etc/systemd/system/nftables.service && systemctl enable --quiet nftables.service'
+    expect_refusal "to fight nftables.service" "nftables.service is enabled or running"
+    ct_exec sh -c 'systemctl disable --quiet nftables.service && rm /etc/systemd/system/nftables.service &&
+        systemctl daemon-reload'
+
+    # Two inventory hosts (here: two names for the same container) with one Telegram bot.
+    sed -n 2p "$LOGS/inventory.ini" | sed "s/^$CT_NAME /$CT_NAME-twin /" |
+        cat "$LOGS/inventory.ini" - >"$LOGS/inventory-two.ini"
+    if "${ansible_env[@]}" ansible-playbook -i "$LOGS/inventory-two.ini" "$PLAYBOOK" --tags nanobot_assert \
+        -e "@$HERE/vars.yml" -e "nanobot_source_dir=$SOURCE" \
+        -e '{"nanobot_telegram_enabled": true, "nanobot_telegram_token": "1:x", "nanobot_telegram_allow_from": ["1"]}' \
+        >"$LOGS/refusal-two.log" 2>&1; then
+        fail "the role let two hosts poll one Telegram bot"
+    fi
+    grep -q "would poll the same" "$LOGS/refusal-two.log" || { tail -n 20 "$LOGS/refusal-two.log"; fail "no reason given"; }
+    ok "refused two hosts polling one Telegram bot"
+
+    phase "$SUITE/firewall-change"
+    # Moving SSH to another port deletes the old rule (ufw itself only ever adds).
+    converge --tags nanobot_firewall -e nanobot_firewall_ssh_port=2222 >"$LOGS/fw.log" 2>&1 ||
+        { tail -n 30 "$LOGS/fw.log"; fail "firewall converge with another SSH port failed"; }
+    rules=$(ct_exec ufw status)
+    grep -Eq '^2222/tcp +LIMIT' <<<"$rules" && ! grep -Eq '^22/tcp ' <<<"$rules" ||
+        { echo "$rules"; fail "the old SSH rule was not replaced"; }
+    converge --tags nanobot_firewall >"$LOGS/fw-back.log" 2>&1 || fail "firewall converge back failed"
+    rules=$(ct_exec ufw status)
+    grep -Eq '^22/tcp +LIMIT' <<<"$rules" && ! grep -Eq '^2222/tcp' <<<"$rules" ||
+        { echo "$rules"; fail "the SSH rule did not move back"; }
+    ok "an obsolete firewall rule is deleted when a variable changes (SSH 22 -> 2222 -> 22)"
 
     phase "$SUITE/verify"
     NANOBOT_DEPLOY_PID=$CT_PID NANOBOT_DEPLOY_ROOT=$CT_ROOT NANOBOT_DEPLOY_VARS="$HERE/vars.yml" \
-        "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rA -s "$HERE/tests" | tee "$LOGS/pytest.log" ||
+        "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rA -s "$HERE/tests" \
+        ${NANOBOT_DEPLOY_PYTEST_ARGS:-} | tee "$LOGS/pytest.log" ||
         fail "live checks failed"
     live=$(grep -Eo '^[0-9]+ passed' "$LOGS/pytest.log" | cut -d' ' -f1)
     PASSED=$((PASSED + ${live:-0}))
@@ -225,6 +270,77 @@ run_suite() {
     [[ "$(release)" == "$old_release" ]] || fail "rollback did not switch back to $old_id"
     healthy rollback
     ok "rolled back to $old_id"
+
+    phase "$SUITE/upgrade-fails"
+    # A release that passes nanobot doctor but whose gateway exits with status 2 (a config
+    # error) at start: the role must switch back by itself, and systemd must not loop on it.
+    bad_src="$LOGS/source-bad"
+    snapshot_source "$SOURCE" "$bad_src"
+    printf '%s\n' 'import sys as _sys' \
+        'if _sys.argv[1:2] == ["gateway"]:  # deploy test: a release that never gets healthy' \
+        '    raise SystemExit(2)' >>"$bad_src/nanobot/__init__.py"
+    cursor=$(ct_exec journalctl -u nanobot.service -n 0 --show-cursor | sed -n 's/^-- cursor: //p')
+    good_release=$(release)
+    if converge --tags nanobot_app -e "nanobot_source_dir=$bad_src" >"$LOGS/upgrade-bad.log" 2>&1; then
+        fail "the role accepted a release that fails its health check"
+    fi
+    tr -s ' \n' ' ' <"$LOGS/upgrade-bad.log" |
+        grep -q "Rolled back to $(basename "$(dirname "$good_release")"), which answers /healthz" || {
+        tail -n 30 "$LOGS/upgrade-bad.log"
+        fail "the failed upgrade did not report its rollback"
+    }
+    [[ "$(release)" == "$good_release" ]] || fail "the failed upgrade left $(release) in place"
+    healthy "the automatic rollback"
+    loops=$(ct_exec journalctl -u nanobot.service --after-cursor="$cursor" -o cat |
+        grep -c "Scheduled restart job" || true)
+    ((loops == 0)) || fail "systemd restarted the exit-status-2 release $loops times"
+    ok "a release failing its health check was rolled back automatically (no restart loop)"
+
+    phase "$SUITE/backup-restore"
+    # Backup while the gateway runs -> wipe -> restore: the audit trail must still verify and
+    # runtime secrets (NANOBOT_HOME/credentials) only ever leave the host encrypted.
+    home=/var/lib/nanobot/.nanobot
+    ct_exec sh -c "install -d -o nanobot -g nanobot -m 0700 $home/credentials &&
+        echo backup-secret-7f3a91 >$home/credentials/test-secret && chown nanobot: $home/credentials/test-secret &&
+        echo keep-me >$home/workspace/backup-marker.txt && chown nanobot: $home/workspace/backup-marker.txt"
+    audit_before=$(ct_exec nanobotctl audit verify 2>&1; echo "rc=$?")
+    sessions_before=$(ct_exec sh -c "ls $home/sessions | wc -l")
+    ct_exec nanobotctl backup --output /root/plain.tar.gz || fail "nanobotctl backup failed"
+    [[ "$(ct_exec stat -c %a /root/plain.tar.gz)" == 600 ]] || fail "the backup is not 0600"
+    # (grep without -q: an early exit would kill tar with SIGPIPE and fail the pipeline)
+    ct_exec tar -tzf /root/plain.tar.gz | grep '^credentials' >/dev/null && fail "credentials in a plain backup"
+    ct_exec sh -c 'zcat /root/plain.tar.gz | grep -c backup-secret-7f3a91 >/dev/null' && fail "a secret in the backup"
+    ct_exec sh -c "systemctl stop nanobot.service && rm -rf $home/sessions $home/state $home/logs $home/config.json $home/workspace/*"
+    ct_exec nanobotctl restore --start /root/plain.tar.gz || fail "nanobotctl restore failed"
+    healthy "the restore"
+    [[ "$(ct_exec cat $home/workspace/backup-marker.txt)" == keep-me ]] || fail "workspace not restored"
+    [[ "$(ct_exec sh -c "ls $home/sessions | wc -l")" == "$sessions_before" ]] || fail "sessions not restored"
+    audit_after=$(ct_exec nanobotctl audit verify 2>&1; echo "rc=$?")
+    [[ "${audit_after##*rc=}" == "${audit_before##*rc=}" ]] ||
+        fail "the audit trail verified differently after the restore: $audit_before // $audit_after"
+    ok "backup while running -> wipe -> restore (audit verify: rc=${audit_after##*rc=} before and after)"
+    ct_exec sh -c 'age-keygen -o /root/age.key 2>/dev/null'
+    recipient=$(ct_exec age-keygen -y /root/age.key)
+    ct_exec nanobotctl backup --credentials-to "$recipient" --output /root/creds.tar.gz ||
+        fail "backup with encrypted credentials failed"
+    ct_exec sh -c 'zcat /root/creds.tar.gz | grep -c backup-secret-7f3a91 >/dev/null' && fail "the credentials are not encrypted"
+    ct_exec tar -tzf /root/creds.tar.gz | grep -x credentials.tar.age >/dev/null || fail "no encrypted credentials"
+    ct_exec rm -rf "$home/credentials"
+    ct_exec nanobotctl restore --credentials-identity /root/age.key /root/creds.tar.gz ||
+        fail "restore with credentials failed"
+    [[ "$(ct_exec cat $home/credentials/test-secret)" == backup-secret-7f3a91 ]] ||
+        fail "the encrypted credentials did not come back"
+    healthy "the restore with credentials"
+    ok "credentials only with --credentials-to, age-encrypted, and restored with the identity"
+
+    phase "$SUITE/uninstall"
+    converge -e nanobot_state=absent >"$LOGS/uninstall.log" 2>&1 || { tail -n 30 "$LOGS/uninstall.log"; fail "uninstall failed"; }
+    ct_exec sh -c '! systemctl cat nanobot.service >/dev/null 2>&1 && [ ! -e /opt/nanobot ] &&
+        [ ! -e /etc/nanobot ] && [ ! -e /usr/local/sbin/nanobotctl ] && ! pgrep -u nanobot >/dev/null' ||
+        fail "nanobot_state=absent left the service or its code behind"
+    ct_exec sh -c '[ -s /var/lib/nanobot/.nanobot/config.json ] && [ -s /var/lib/nanobot-workspace.img ] &&
+        ufw status | grep -q "Status: active"' || fail "uninstall removed the data or the firewall"
+    ok "nanobot_state=absent removed the service and code, kept the data and the firewall"
 
     phase "$SUITE/host-firewall"
     [[ "$(readlink "/proc/$CT_PID/ns/net")" != "$(readlink /proc/self/ns/net)" ]] ||

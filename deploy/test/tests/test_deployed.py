@@ -120,6 +120,14 @@ def test_packages(host):
         assert host.package(name).is_installed, name
 
 
+def test_security_updates_are_automatic(host):
+    assert host.package("unattended-upgrades").is_installed
+    conf = host.file("/etc/apt/apt.conf.d/52nanobot-unattended-upgrades").content_string
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in conf
+    assert "label=Debian-Security" in conf
+    assert 'Automatic-Reboot "false"' in conf
+
+
 def test_apt_sources_use_https(host):
     sources = host.check_output(
         "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true"
@@ -237,11 +245,26 @@ def test_firewall_rules(host):
     status = host.check_output("ufw status verbose")
     assert "Status: active" in status
     assert "deny (incoming), deny (outgoing)" in status
-    assert re.search(r"^22/tcp\s+LIMIT IN\s+Anywhere", status, re.M)
-    assert re.search(r"^53/udp\s+ALLOW OUT\s+Anywhere", status, re.M)
-    assert re.search(r"^53/tcp\s+ALLOW OUT\s+Anywhere", status, re.M)
-    assert re.search(r"^443/tcp\s+ALLOW OUT\s+Anywhere", status, re.M)
-    assert re.search(r"^80/tcp\s+DENY OUT\s+Anywhere", status, re.M)
+    for v6 in ("", r" \(v6\)"):  # every rule for IPv4 and for IPv6
+        assert re.search(rf"^22/tcp{v6}\s+LIMIT IN\s+Anywhere{v6}", status, re.M), status
+        assert re.search(rf"^53/udp{v6}\s+ALLOW OUT\s+Anywhere{v6}", status, re.M)
+        assert re.search(rf"^53/tcp{v6}\s+ALLOW OUT\s+Anywhere{v6}", status, re.M)
+        assert re.search(rf"^443/tcp{v6}\s+ALLOW OUT\s+Anywhere{v6}", status, re.M)
+    assert re.search(r"^169\.254\.169\.254 80/tcp\s+ALLOW OUT\s+Anywhere", status, re.M), status
+    assert not re.search(r"^80/tcp", status, re.M), "no host-wide rule for port 80 any more"
+    assert "# nanobot: ssh" in status, "the role's rules carry a nanobot: comment"
+    assert "IPV6=yes" in host.file("/etc/default/ufw").content_string
+    assert "ufw6-user-output" in host.check_output("ip6tables -S")
+
+
+def test_service_cannot_reach_link_local_or_multicast(host):
+    out = host.check_output(
+        "systemctl show nanobot.service -p IPAddressDeny -p SocketBindAllow -p SocketBindDeny"
+    )
+    assert "169.254.0.0/16" in out and "fe80::/64" in out, out
+    assert "224.0.0.0/4" in out and "ff00::/8" in out, out
+    assert re.search(r"^SocketBindAllow=tcp:?18790$", out, re.M), out  # 252 prints "tcp18790"
+    assert re.search(r"^SocketBindDeny=any$", out, re.M), out
 
 
 def _connect(host, port: int, timeout: float):
@@ -255,4 +278,4 @@ def _connect(host, port: int, timeout: float):
 def test_egress_443_allowed_80_denied(host):
     assert _connect(host, 443, 15).rc == 0, "HTTPS out must work (DNS + 443)"
     blocked = _connect(host, 80, 3)
-    assert blocked.rc != 0, "plain HTTP out must be denied"
+    assert blocked.rc != 0, "plain HTTP out must be denied (by the default outgoing policy)"
