@@ -300,8 +300,9 @@ run_suite() {
     # Backup while the gateway runs -> wipe -> restore: the audit trail must still verify and
     # runtime secrets (NANOBOT_HOME/credentials) only ever leave the host encrypted.
     home=/var/lib/nanobot/.nanobot
-    ct_exec sh -c "install -d -o nanobot -g nanobot -m 0700 $home/credentials &&
+    ct_exec sh -c "install -d -o nanobot -g nanobot -m 0700 $home/credentials $home/whatsapp-auth &&
         echo backup-secret-7f3a91 >$home/credentials/test-secret && chown nanobot: $home/credentials/test-secret &&
+        echo wa-session-5b2c >$home/whatsapp-auth/creds.json && chown nanobot: $home/whatsapp-auth/creds.json &&
         echo keep-me >$home/workspace/backup-marker.txt && chown nanobot: $home/workspace/backup-marker.txt"
     audit_before=$(ct_exec nanobotctl audit verify 2>&1; echo "rc=$?")
     sessions_before=$(ct_exec sh -c "ls $home/sessions | wc -l")
@@ -309,7 +310,8 @@ run_suite() {
     [[ "$(ct_exec stat -c %a /root/plain.tar.gz)" == 600 ]] || fail "the backup is not 0600"
     # (grep without -q: an early exit would kill tar with SIGPIPE and fail the pipeline)
     ct_exec tar -tzf /root/plain.tar.gz | grep '^credentials' >/dev/null && fail "credentials in a plain backup"
-    ct_exec sh -c 'zcat /root/plain.tar.gz | grep -c backup-secret-7f3a91 >/dev/null' && fail "a secret in the backup"
+    ct_exec sh -c 'zcat /root/plain.tar.gz | grep -c -e backup-secret-7f3a91 -e wa-session-5b2c >/dev/null' &&
+        fail "a secret in the backup"
     ct_exec sh -c "systemctl stop nanobot.service && rm -rf $home/sessions $home/state $home/logs $home/config.json $home/workspace/*"
     ct_exec nanobotctl restore --start /root/plain.tar.gz || fail "nanobotctl restore failed"
     healthy "the restore"
@@ -323,12 +325,14 @@ run_suite() {
     recipient=$(ct_exec age-keygen -y /root/age.key)
     ct_exec nanobotctl backup --credentials-to "$recipient" --output /root/creds.tar.gz ||
         fail "backup with encrypted credentials failed"
-    ct_exec sh -c 'zcat /root/creds.tar.gz | grep -c backup-secret-7f3a91 >/dev/null' && fail "the credentials are not encrypted"
+    ct_exec sh -c 'zcat /root/creds.tar.gz | grep -c -e backup-secret-7f3a91 -e wa-session-5b2c >/dev/null' &&
+        fail "the credentials are not encrypted"
     ct_exec tar -tzf /root/creds.tar.gz | grep -x credentials.tar.age >/dev/null || fail "no encrypted credentials"
-    ct_exec rm -rf "$home/credentials"
+    ct_exec rm -rf "$home/credentials" "$home/whatsapp-auth"
     ct_exec nanobotctl restore --credentials-identity /root/age.key /root/creds.tar.gz ||
         fail "restore with credentials failed"
-    [[ "$(ct_exec cat $home/credentials/test-secret)" == backup-secret-7f3a91 ]] ||
+    [[ "$(ct_exec cat $home/credentials/test-secret)" == backup-secret-7f3a91 &&
+        "$(ct_exec cat $home/whatsapp-auth/creds.json)" == wa-session-5b2c ]] ||
         fail "the encrypted credentials did not come back"
     healthy "the restore with credentials"
     ok "credentials only with --credentials-to, age-encrypted, and restored with the identity"

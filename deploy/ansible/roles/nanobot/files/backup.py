@@ -9,14 +9,17 @@ time>.tar.gz) of NANOBOT_HOME: config.json, sessions, state (inbox, Telegram off
 anchor), logs (audit trail and rotated files), workspace, media and the rest, while the service
 runs. The state and the logs are copied while the service is frozen (cgroup freezer) where
 systemd can freeze it, the anchor before the trail it describes, and a *.jsonl copy ends at
-its last complete line, so the copied audit trail verifies. NANOBOT_HOME/credentials (the audit
-sealing key and other runtime secrets) is left out unless --credentials-to names an age
-recipient (age1...), and then only encrypted to it. /etc/nanobot/credentials is never
-included: the Ansible role writes it from the vault.
+its last complete line, so the copied audit trail verifies. The runtime secrets,
+NANOBOT_HOME/credentials (the audit sealing key, ...) and NANOBOT_HOME/whatsapp-auth (the linked
+WhatsApp session), are left out unless --credentials-to names an age recipient (age1...), and
+then only encrypted to it. /etc/nanobot/credentials is never included: the Ansible role writes
+it from the vault.
 
-restore stops nanobot, moves the current files aside to NANOBOT_HOME/../restore-<time>/
-(the workspace filesystem is emptied instead: it cannot be moved), unpacks the archive as the
-service user, decrypts credentials when --credentials-identity is given and starts nanobot.
+restore stops nanobot, moves the current files (not the runtime secrets) aside to
+/var/lib/nanobot/restore-<time>-<pid>/ (the workspace filesystem is emptied instead: a mount
+point cannot be moved), unpacks the archive and gives its files to the service user, replaces
+the runtime secrets only when --credentials-identity decrypts the archive's copy, and starts
+nanobot again (or when --start is given).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ HOME = Path("/var/lib/nanobot/.nanobot")
 UNIT = "nanobot.service"
 USER = "nanobot"
 BACKUP_DIR = Path("/var/backups/nanobot")
-SECRET_DIRS = ("credentials",)
+SECRET_DIRS = ("credentials", "whatsapp-auth")  # runtime secrets: only ever encrypted
 # Copied first (while frozen): the anchor before the trail it describes.
 FIRST = ("state", "logs", "sessions", "config.json")
 LAST = ("workspace",)
@@ -99,7 +102,7 @@ def backup(args: argparse.Namespace) -> int:
                     _systemctl("thaw", UNIT)
             for name in last:
                 _add(tar, HOME / name, name)
-            if args.credentials_to and (HOME / "credentials").is_dir():
+            if args.credentials_to and any((HOME / n).exists() for n in SECRET_DIRS):
                 _add_encrypted_credentials(tar, args.credentials_to)
             manifest = {
                 "created": stamp,
@@ -127,7 +130,9 @@ def backup(args: argparse.Namespace) -> int:
 def _add_encrypted_credentials(tar: tarfile.TarFile, recipient: str) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as inner:
-        _add(inner, HOME / "credentials", "credentials")
+        for name in SECRET_DIRS:
+            if (HOME / name).exists():
+                _add(inner, HOME / name, name)
     done = subprocess.run(
         ["age", "--encrypt", "--recipient", recipient],
         input=buf.getvalue(),
@@ -216,18 +221,18 @@ def _restore_credentials(blob: bytes, identity: str, account) -> None:
     if done.returncode != 0:
         raise SystemExit(f"age could not decrypt the credentials: {done.stderr.decode().strip()}")
     with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r") as inner:
-        for m in inner.getmembers():
-            if (
-                m.name.startswith("/")
-                or ".." in Path(m.name).parts
-                or not m.name.startswith("credentials")
-            ):
+        members = inner.getmembers()
+        tops = {Path(m.name).parts[0] for m in members if Path(m.name).parts}
+        for m in members:
+            parts = Path(m.name).parts
+            if m.name.startswith("/") or ".." in parts or not parts or parts[0] not in SECRET_DIRS:
                 raise SystemExit(f"refusing credentials member {m.name!r}")
-        target = HOME / "credentials"
-        if target.exists():
-            shutil.rmtree(target)
+        for top in tops:
+            if (HOME / top).exists():
+                shutil.rmtree(HOME / top)
         inner.extractall(HOME, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    _chown_tree(HOME / "credentials", account.pw_uid, account.pw_gid)
+    for top in tops:
+        _chown_tree(HOME / top, account.pw_uid, account.pw_gid)
 
 
 def main(argv: list[str]) -> int:
