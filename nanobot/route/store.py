@@ -40,7 +40,8 @@ from nanobot.route.message import InboundMessage, OutboundMessage
 
 log = logging.getLogger("nanobot.route")
 
-DONE_KEEP = 20_000  # retired keys remembered (a channel re-delivers only its last batch)
+DONE_KEEP = 5_000  # retired keys remembered: a channel re-delivers only its last batch (Telegram
+# 100 updates, the WhatsApp bridge at most 1000 queued); more would only cost memory
 COMPACT_BYTES = 8 * 1024 * 1024
 JOURNAL = "route.jsonl"
 
