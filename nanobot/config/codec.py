@@ -203,4 +203,3 @@ def encode(obj) -> dict:
             encode(v) if is_dataclass(v) else (list(v) if isinstance(v, list) else v)
         )
     return out
-
