@@ -22,9 +22,9 @@ from nanobot.config.schema import ExecConfig
 from nanobot.errors import ConfigError, SandboxUnavailable
 from nanobot.security.pathpolicy import PathPolicy
 from nanobot.security.sandbox import (
+    REAPER,
     BwrapSandbox,
     NoSandbox,
-    REAPER,
     RequiredSandboxMissing,
     bwrap_status,
     make_sandbox,

@@ -79,7 +79,9 @@ class BridgeProcess:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (self.dir / "control-port").exists() and self.log().count("WhatsApp connected") > starts:
+            if (self.dir / "control-port").exists() and self.log().count(
+                "WhatsApp connected"
+            ) > starts:
                 return self
             if self.proc.poll() is not None:
                 raise AssertionError(f"bridge exited {self.proc.returncode}:\n{self.log()}")
