@@ -3,7 +3,8 @@
 A real Dovecot (mail delivered by LMTP, IMAP IDLE on and off) and a real SMTP server (aiosmtpd),
 the real gateway process and a local model answering at once. Prints the median and the worst
 of RUNS mails for IDLE and for polling (pollIntervalSeconds = 5), next to the floor: LMTP
-delivery + one IMAP fetch + one SMTP send done directly by this script.
+delivery + one IMAP fetch + one SMTP send done directly by this script; and the gateway's CPU
+time per mail (idle waiting included, so polling's wake-ups count).
 Budget (DESIGN.md): a reply within seconds of delivery with IMAP IDLE. Needs root (Dovecot).
 """
 
@@ -17,7 +18,7 @@ import statistics
 import sys
 import time
 
-from _common import REPO  # also puts tests/ on sys.path
+from _common import REPO, proc_cpu  # also puts tests/ on sys.path
 
 # isort: split
 from mailservers import (
@@ -91,7 +92,7 @@ def floor(dovecot: Dovecot, smtp: SmtpCapture) -> float:
     return time.monotonic() - start
 
 
-def run(idle: bool) -> tuple[list[float], float]:
+def run(idle: bool) -> tuple[list[float], float, float]:
     home = NanobotHome()
     dovecot = Dovecot(idle=idle).start()
     smtp = SmtpCapture(dovecot.dir).start()
@@ -102,6 +103,8 @@ def run(idle: bool) -> tuple[list[float], float]:
             gw = GatewayProcess(home, env={"SSL_CERT_FILE": str(dovecot.ca)}).wait_ready()
             try:
                 wait(lambda: "e-mail: connected to" in gw.output(), 20)
+                time.sleep(1)  # start-up work done before CPU is counted
+                cpu0 = proc_cpu(gw.proc.pid)
                 times = []
                 for i in range(RUNS):
                     subject = f"bench {i}"
@@ -114,8 +117,9 @@ def run(idle: bool) -> tuple[list[float], float]:
                         print(gw.output()[-3000:], file=sys.stderr)
                         raise
                     times.append(time.monotonic() - start)
+                cpu_ms = (proc_cpu(gw.proc.pid) - cpu0) * 1000 / RUNS
                 base = statistics.median(floor(dovecot, smtp) for _ in range(3))
-                return times, base
+                return times, base, cpu_ms
             finally:
                 gw.stop()
     finally:
@@ -131,11 +135,11 @@ def main() -> int:
         return 1
     print(f"e-mail: delivery → reply at the SMTP server, {RUNS} mails each ({REPO.name})")
     for idle in (True, False):
-        times, base = run(idle)
+        times, base, cpu_ms = run(idle)
         label = "IMAP IDLE" if idle else "polling every 5 s"
         print(
             f"  {label:18s} median {statistics.median(times):.3f} s  worst {max(times):.3f} s"
-            f"   (floor: deliver + fetch + send {base:.3f} s)"
+            f"   (floor: deliver + fetch + send {base:.3f} s)   gateway CPU {cpu_ms:.1f} ms/mail"
         )
     return 0
 
