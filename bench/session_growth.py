@@ -15,6 +15,9 @@ import sys
 import tempfile
 import time
 
+import _common  # noqa: F401 — puts tests/ and the checkout on sys.path
+
+# isort: split
 from fakes.llm_server import ScriptedLLMServer
 
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
