@@ -416,3 +416,21 @@ def test_a_full_disk_during_the_turn_tells_the_user_keeps_the_message_and_retrie
     assert kept == ["hi"]  # not acknowledged while the disk was full
     assert calls == ["hi", "hi"] and store.pending() == []
     assert "sessions/telegram_1.jsonl" in caplog.text and "bytes free" in caplog.text
+
+
+def test_other_os_errors_of_a_turn_get_the_generic_apology_and_an_empty_reply_is_no_disk_notice(
+    tmp_path,
+):
+    async def broken(m, ctx):
+        raise PermissionError(13, "Permission denied", "/somewhere")
+
+    async def quiet(m, ctx):
+        return ""
+
+    async def go(turn):
+        sink = Sink()
+        await Dispatcher(turn, Store(tmp_path / "s"), {"telegram": sink}, 1).submit(msg())
+        return [o.content for o in sink.sent]
+
+    assert run(go(broken)) == [FAILURE_REPLY]
+    assert run(go(quiet)) == []

@@ -154,17 +154,17 @@ class Dispatcher:
         if channel is not None:
             channel.turn_started(msg)
         try:
+            text: str | None
             try:
                 text = await self.turn(msg)
-            except OSError as e:
-                if e.errno not in DISK_FULL:
-                    raise
-                text = None  # a session or memory write found the disk full
-                self._out_of_space(msg, e, "the turn")
-            except Exception:  # boundary: one broken turn must not take the gateway down
-                log.exception("turn failed for %s", msg.session_key)
-                text = FAILURE_REPLY
-            out = reply_for(msg, text or DISK_FULL_REPLY)
+            except Exception as e:  # boundary: one broken turn must not take the gateway down
+                if isinstance(e, OSError) and e.errno in DISK_FULL:
+                    text = None  # a session or memory write found the disk full
+                    self._out_of_space(msg, e, "the turn")
+                else:
+                    log.exception("turn failed for %s", msg.session_key)
+                    text = FAILURE_REPLY
+            out = reply_for(msg, DISK_FULL_REPLY if text is None else text)
             name = None
             if text is not None:
                 try:
