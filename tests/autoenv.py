@@ -24,6 +24,7 @@ class Sink:
     """Telegram's delivering end: records what it was asked to send."""
 
     name = "telegram"
+    sends_files = True
 
     def __init__(self) -> None:
         self.sent: list[OutboundMessage] = []

@@ -116,3 +116,32 @@ def test_final_answer_is_not_sent_twice(tmp_path, monkeypatch, llm):
 
     asyncio.run(go())
     assert env.sink.texts(ALICE) == ["Here is the full answer.", "Part one.", "Part two."]
+
+
+def test_a_workspace_file_goes_to_the_current_chat_and_nothing_outside_is_sent(
+    tmp_path, monkeypatch, llm
+):
+    env = make_env(tmp_path, monkeypatch, llm)
+    ws = env.agent.tools.get("message").policy.workspace
+    (ws / "report.txt").write_text("figures")
+    assert call(env, "here it is", file="report.txt").startswith("Sent to telegram:111")
+    [out] = env.sink.sent
+    assert out.content == "here it is" and out.media == [str((ws / "report.txt").resolve())]
+    for bad, words in (
+        ("../config.json", "Error:"),
+        ("missing.txt", "no file"),
+        ("memory", "not a regular file"),
+    ):
+        assert words in call(env, "x", file=bad)
+    assert "current chat" in call(env, "x", file="report.txt", channel="telegram", chat_id=BOB)
+    assert len(env.sink.sent) == 1
+
+
+def test_a_channel_that_cannot_carry_files_is_told_to_the_model(tmp_path, monkeypatch, llm):
+    env = make_env(tmp_path, monkeypatch, llm)
+    env.sink.sends_files = False
+    ws = env.agent.tools.get("message").policy.workspace
+    (ws / "a.txt").write_text("x")
+    out = call(env, "file", file="a.txt")
+    assert out.startswith("Error:") and "cannot send files" in out
+    assert env.sink.sent == []

@@ -528,3 +528,16 @@ def test_proxy_setting_is_used(home, tg):
             return (await next_msg(bus)).content
 
     assert run(go()) == "via proxy" and tg.proxied
+
+
+def test_files_of_a_message_are_uploaded_as_documents(home, tg, tmp_path):
+    doc = tmp_path / "notes.md"
+    doc.write_bytes(b"# notes\n\x00binary-safe")
+
+    async def go():
+        ch = TelegramChannel(cfg_for(tg), new_bus(home), **FAST)
+        await ch.send(OutboundMessage("telegram", "42", "the notes", media=[str(doc)]))
+
+    run(go())
+    assert [m["visible"] for m in tg.sent] == ["the notes"]
+    assert tg.documents == [{"chat_id": "42", "name": "notes.md", "data": doc.read_bytes()}]

@@ -57,6 +57,7 @@ class BaseChannel:
     """
 
     name: ClassVar[str] = "base"
+    sends_files: ClassVar[bool] = False  # send() delivers OutboundMessage.media too
     approvals: Any = None  # security.approval.Approvals once attached (tools.approval on)
 
     def __init__(self, config: Any, route: Route) -> None:

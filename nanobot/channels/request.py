@@ -127,13 +127,16 @@ class TerminalChannel(RequestChannel):
     """`nanobot agent`: chat = the session name, session cli:<name>. Messages that answer no
     request (a tool's message, a stored reply from an interrupted run) are printed."""
 
+    sends_files = True  # the terminal names the file (it is on this machine already)
+
     name = "cli"
     # The terminal UI's y/N question (it pauses its spinner around it); None = the plain
     # prompt below. Called with the request's text; returns True for yes.
     confirm: Callable[[str], Awaitable[bool]] | None = None
 
     async def unrequested(self, msg: OutboundMessage) -> None:
-        print(f"\nnanobot: {msg.content}\n", flush=True)
+        files = "".join(f"\n  (file: {path})" for path in msg.media)
+        print(f"\nnanobot: {msg.content}{files}\n", flush=True)
 
     async def ask_approval(self, text: str) -> bool:
         """A risky tool call waits for the local user's y/N (security.approval); anything but

@@ -59,11 +59,19 @@ class Outbox:
         self._dispatcher = dispatcher
         self._origin = origin
 
-    async def send(self, text: str, *, channel: str | None = None, chat_id: str | None = None):
+    async def send(
+        self,
+        text: str,
+        *,
+        channel: str | None = None,
+        chat_id: str | None = None,
+        media: list[str] | None = None,
+    ) -> None:
         o = self._origin
         out = OutboundMessage(channel or o.channel, chat_id or o.chat_id, text)
         if out.channel == o.channel and out.chat_id == o.chat_id:
             out.metadata = reply_for(o, text).metadata
+        out.media = list(media or [])
         await self._dispatcher.send_now(out)
 
 
@@ -202,7 +210,11 @@ class Dispatcher:
         asyncio.get_running_loop().call_later(self.disk_retry, self.submit, msg)
 
     async def send_now(self, out: OutboundMessage) -> None:
-        """Store and deliver a message that is not a reply; raises when it cannot be delivered."""
+        """Store and deliver a message that is not a reply; raises when it cannot be delivered
+        (ValueError when it carries files and its channel cannot send files)."""
+        channel = self.channels.get(out.channel)
+        if out.media and not getattr(channel, "sends_files", False):
+            raise ValueError(f"the {out.channel} channel cannot send files; send the text only")
         name = None
         if self.store is not None:
             name = await asyncio.to_thread(self.store.outgoing, out)

@@ -39,6 +39,7 @@ class OutboundMessage:
     content: str
     reply_to: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    media: list[str] = field(default_factory=list)  # files to send along (local paths)
 
 
 # Inbound metadata a channel may use to thread its reply; the route's own keys stay behind.

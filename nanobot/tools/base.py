@@ -23,7 +23,12 @@ class Outbox(Protocol):
     """Sends to a chat now: the turn's own chat unless channel/chat_id name another."""
 
     async def send(
-        self, text: str, *, channel: str | None = None, chat_id: str | None = None
+        self,
+        text: str,
+        *,
+        channel: str | None = None,
+        chat_id: str | None = None,
+        media: list[str] | None = None,
     ) -> None: ...
 
 

@@ -11,19 +11,24 @@ sent a second time when it adds nothing (`already_sent`).
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 from collections import OrderedDict, deque
+from pathlib import Path
 from typing import Any
 
 from nanobot.config.schema import Config
 from nanobot.route.admission import printable
+from nanobot.security.pathpolicy import PathPolicy, PathRefused
 from nanobot.services import targets
 from nanobot.services.internal import is_internal
-from nanobot.tools.base import RATE_LIMITED, ToolContext, ToolResult
+from nanobot.tools.base import RATE_LIMITED, REFUSED_BY_PATH_POLICY, ToolContext, ToolResult
 
 log = logging.getLogger("nanobot.tools")
 
 MAX_CHARS = 8000
+MAX_FILE = 45_000_000  # Telegram bots may upload up to 50 MB
 _CHATS_REMEMBERED = 10_000  # per-hour windows kept (least recently used dropped)
 
 
@@ -38,6 +43,11 @@ class MessageTool:
         "type": "object",
         "properties": {
             "content": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS},
+            "file": {
+                "type": "string",
+                "description": "A file from the workspace to send along (the content is its "
+                "caption); only to the current chat.",
+            },
             "channel": {"type": "string"},
             "chat_id": {"type": "string"},
         },
@@ -45,8 +55,9 @@ class MessageTool:
         "additionalProperties": False,
     }
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, policy: PathPolicy | None = None) -> None:
         self.cfg = cfg
+        self.policy = policy  # where `file` may come from (None: no files)
         self.limits = cfg.tools.message
         self._hours: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -65,11 +76,49 @@ class MessageTool:
         limit = self._over_limit(ctx)
         if limit:
             return ToolResult.error(limit, RATE_LIMITED)
-        await ctx.outbox.send(
-            text, channel=None if here else channel, chat_id=None if here else chat_id
-        )
+        media: list[str] = []
+        if kw.get("file"):
+            if not here:
+                return ToolResult.error(
+                    "a file goes only to the current chat; omit channel/chat_id"
+                )
+            path = self._file(kw["file"])
+            if isinstance(path, ToolResult):
+                return path
+            media.append(str(path))
+        try:
+            await ctx.outbox.send(
+                text,
+                channel=None if here else channel,
+                chat_id=None if here else chat_id,
+                media=media,
+            )
+        except ValueError as e:  # this chat's channel cannot carry files
+            return ToolResult.error(f"{e}")
         self._count(ctx, text if here else "")
         return ToolResult(f"Sent to {channel}:{chat_id}.")
+
+    def _file(self, raw: str) -> Path | ToolResult:
+        """The real path of a regular workspace file the path policy allows, within MAX_FILE."""
+        if self.policy is None:
+            return ToolResult.error("sending files is not available here")
+        try:
+            path = self.policy.resolve(raw)
+        except PathRefused as e:
+            return ToolResult.error(str(e), REFUSED_BY_PATH_POLICY)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ToolResult.error(
+                f"no file {raw!r} in the workspace; check the name with list_dir"
+            )
+        if not stat.S_ISREG(st.st_mode):
+            return ToolResult.error(f"{raw!r} is not a regular file")
+        if st.st_size > MAX_FILE:
+            return ToolResult.error(
+                f"{raw!r} is over {MAX_FILE // 1_000_000} MB; send a smaller file"
+            )
+        return path
 
     def _target_problem(self, ctx: ToolContext, channel: str, chat_id: str) -> str | None:
         if is_internal(ctx.sender_id):

@@ -47,7 +47,7 @@ TOOLS: dict[str, Callable[[Services], Tool | None]] = {
     "edit_file": lambda s: EditFileTool(s.policy, s.cfg.tools.write_reserve_mb),
     "list_dir": lambda s: ListDirTool(s.policy),
     "exec": lambda s: ExecTool(s.policy, s.cfg.tools.exec, s.sandbox),
-    "message": lambda s: MessageTool(s.cfg),
+    "message": lambda s: MessageTool(s.cfg, s.policy),
     "cron": lambda s: CronTool(s.cfg),
     "spawn": lambda s: SpawnTool(s.subagents) if _subagent_limit(s.cfg) else None,
     "web_search": lambda s: make_web_search(s.cfg.tools.web),

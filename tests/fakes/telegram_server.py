@@ -28,6 +28,7 @@ proxy form (absolute URI). Every wait is bounded.
 
 from __future__ import annotations
 
+import email
 import html
 import itertools
 import json
@@ -122,6 +123,7 @@ class FakeTelegram:
         self.bot_username = bot_username
         self.api_base = ""
         self.sent: list[dict] = []
+        self.documents: list[dict] = []  # sendDocument uploads: chat_id, name, data
         self.calls: list[str] = []
         self.requests: list[tuple[str, dict]] = []
         self.actions: list[dict] = []
@@ -406,6 +408,17 @@ class FakeTelegram:
             self.commands = commands
         return True
 
+    def api_sendDocument(self, params: dict) -> dict:
+        doc = params.get("document")
+        if not isinstance(doc, tuple) or not params.get("chat_id"):
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        with self._cond:
+            self.documents.append(
+                {"chat_id": str(params["chat_id"]), "name": doc[0], "data": doc[1]}
+            )
+            self._cond.notify_all()
+        return {"message_id": next(self._message_ids), "document": {"file_name": doc[0]}}
+
     def api_sendChatAction(self, params: dict) -> bool:
         with self._cond:
             self.actions.append(
@@ -425,6 +438,18 @@ class FakeTelegram:
     def file_bytes(self, file_path: str) -> bytes | None:
         with self._cond:
             return next((d for p, d, _ in self._files.values() if p == file_path), None)
+
+
+def _multipart(ctype: str, raw: bytes) -> dict:
+    """Form fields of a multipart/form-data body; a file field becomes (filename, bytes)."""
+    msg = email.message_from_bytes(f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
+    out: dict = {}
+    for part in msg.get_payload() if msg.is_multipart() else []:
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        out[name] = (filename, data) if filename else data.decode()
+    return out
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -450,7 +475,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         ctype = self.headers.get("Content-Type", "")
-        if raw and "json" in ctype:
+        if raw and "multipart/form-data" in ctype:
+            params.update(_multipart(ctype, raw))
+        elif raw and "json" in ctype:
             params.update(json.loads(raw))
         elif raw:
             params.update(parse_qsl(raw.decode()))

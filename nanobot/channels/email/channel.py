@@ -42,6 +42,7 @@ _BACKOFF = Backoff(1.0, 60.0)
 
 class EmailChannel(BaseChannel):
     name = "email"
+    sends_files = True  # attached to the mail
 
     def __init__(self, config, route) -> None:
         super().__init__(config, route)
@@ -307,7 +308,9 @@ class EmailChannel(BaseChannel):
             await asyncio.to_thread(sent.record, key, None)
             self._answered(meta)
             return
-        mail = smtp.build_message(c.from_address, to, msg.content, meta, c.subject_prefix)
+        mail = smtp.build_message(
+            c.from_address, to, msg.content, meta, c.subject_prefix, msg.media
+        )
         await self._deliver(mail, lambda: sent.record(key, str(mail["Message-ID"])))
         self._answered(meta)
 

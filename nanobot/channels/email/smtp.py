@@ -7,12 +7,14 @@ server must offer it); plain SMTP only with allowInsecure.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import smtplib
 import ssl
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 
 TIMEOUT = 60.0
 MAX_REFERENCES = 10
@@ -54,8 +56,10 @@ def reply_subject(subject: str, prefix: str) -> str:
     return (prefix + subject).strip() or "Re:"
 
 
-def build_message(from_address: str, to: str, text: str, meta: dict, prefix: str) -> EmailMessage:
-    """The reply (or a new mail when meta holds no inbound Message-ID)."""
+def build_message(
+    from_address: str, to: str, text: str, meta: dict, prefix: str, files: list[str] = ()
+) -> EmailMessage:
+    """The reply (or a new mail when meta holds no inbound Message-ID), `files` attached."""
     msg = EmailMessage()
     msg["From"] = from_address
     msg["To"] = to
@@ -70,6 +74,10 @@ def build_message(from_address: str, to: str, text: str, meta: dict, prefix: str
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"  # no out-of-office answers to our answers
     msg.set_content(markdown_to_text(text))
+    for name in files:
+        path = Path(name)
+        kind = (mimetypes.guess_type(path.name)[0] or "application/octet-stream").split("/", 1)
+        msg.add_attachment(path.read_bytes(), kind[0], kind[1], filename=path.name)
     return msg
 
 

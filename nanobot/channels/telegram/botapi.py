@@ -67,15 +67,35 @@ class BotAPI:
     def close(self) -> None:
         self.session.close()
 
-    def request(self, method: str, params: dict | None = None, *, timeout: float | None = None):
-        """One blocking call; returns `result` or raises TelegramError / TransportError."""
+    def request(
+        self,
+        method: str,
+        params: dict | None = None,
+        *,
+        timeout: float | None = None,
+        upload: tuple[str, Path] | None = None,
+    ):
+        """One blocking call; returns `result` or raises TelegramError / TransportError.
+        `upload` (field, path) sends the file as multipart/form-data with params as fields."""
         try:
-            r = self.session.post(
-                self._url + method,
-                json=params or {},
-                timeout=timeout or self.timeout,
-                proxies=self._proxies,
-            )
+            if upload is None:
+                r = self.session.post(
+                    self._url + method,
+                    json=params or {},
+                    timeout=timeout or self.timeout,
+                    proxies=self._proxies,
+                )
+            else:
+                field, path = upload
+                fields = {k: str(v) for k, v in (params or {}).items()}
+                with open(path, "rb") as f:
+                    r = self.session.post(
+                        self._url + method,
+                        data=fields,
+                        files={field: (path.name, f)},
+                        timeout=timeout or self.timeout,
+                        proxies=self._proxies,
+                    )
             body = r.json()
         except requests.JSONDecodeError:
             if r.status_code >= 400:
@@ -83,7 +103,7 @@ class BotAPI:
                     method, r.status_code, "answer without a Bot API body"
                 ) from None
             raise TransportError(f"{method}: answer is not JSON") from None
-        except requests.RequestException as e:
+        except (requests.RequestException, OSError) as e:
             raise TransportError(f"{method}: {type(e).__name__}") from None
         if not isinstance(body, dict):
             raise TransportError(f"{method}: answer is not a JSON object")

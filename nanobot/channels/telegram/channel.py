@@ -62,6 +62,7 @@ class TelegramChannel(BaseChannel):
     """
 
     name = "telegram"
+    sends_files = True
 
     def __init__(
         self,
@@ -343,6 +344,24 @@ class TelegramChannel(BaseChannel):
                     await self._send_part(params)
             except (TelegramError, TransportError) as e:
                 raise SendError(f"Telegram sendMessage failed: {e}") from None
+        for path in msg.media:
+            await self._send_file(msg.chat_id, Path(path))
+
+    async def _send_file(self, chat_id: str, path: Path) -> None:
+        """One file as a document (Telegram keeps its name and bytes as they are)."""
+        try:
+            await with_retries(
+                "sendDocument",
+                self.api.request,
+                "sendDocument",
+                {"chat_id": chat_id},
+                budget=self.send_budget,
+                backoff=self.backoff,
+                timeout=120,
+                upload=("document", path),
+            )
+        except (TelegramError, TransportError) as e:
+            raise SendError(f"Telegram sendDocument failed for {path.name}: {e}") from None
 
     async def _send_part(self, params: dict) -> None:
         await with_retries(
