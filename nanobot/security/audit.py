@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -46,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nanobot import paths
+from nanobot.security.auditfile import first_seq, last_seq, stat_key
 from nanobot.security.auditseal import (
     GENESIS,
     Anchor,
@@ -221,13 +221,13 @@ class AuditLog:
         self._emit({"event": "audit_seal", "next_epoch": state.epoch + 1}, state, True)
         new = SealState(state.epoch + 1, evolve(state.key_bytes).hex(), time.time(), state.interval)
         save_seal(self.seal_path, new)
-        self._seal = (_stat_key(self.seal_path), new)
+        self._seal = (stat_key(self.seal_path), new)
         return new
 
     def _seal_state(self) -> SealState | None:
         if self.seal_path is None:
             return None
-        key = _stat_key(self.seal_path)
+        key = stat_key(self.seal_path)
         if key != self._seal[0]:
             try:
                 state = load_seal(self.seal_path)
@@ -259,7 +259,7 @@ class AuditLog:
             self._seq = anchor.seq if anchor is not None else 0
             return None
         self._prev = line_hash(last)
-        self._seq = _last_seq(self.path)
+        self._seq = last_seq(self.path)
         if anchor is not None and self._seq == 0:
             self._seq = anchor.seq  # a file of old lines without seq
         if not torn:
@@ -282,7 +282,7 @@ class AuditLog:
             oldest = self.path.with_name(f"{self.path.name}.{self.backup_count}")
             if oldest.exists():  # it is dropped now: the trail starts with the next file
                 keep = self.path.with_name(f"{self.path.name}.{self.backup_count - 1}")
-                self._floor = _first_seq(self.path if self.backup_count == 1 else keep) or 1
+                self._floor = first_seq(self.path if self.backup_count == 1 else keep) or 1
             for i in range(self.backup_count - 1, 0, -1):
                 src = self.path.with_name(f"{self.path.name}.{i}")
                 if src.exists():
@@ -311,40 +311,6 @@ class AuditLog:
             self._fh.close()
             self._fh = None
             self._known = None
-
-
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _seq_of(line: bytes) -> int | None:
-    try:
-        obj = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    seq = obj.get("seq") if isinstance(obj, dict) else None
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
-
-
-def _last_seq(path: Path) -> int:
-    """The seq of the last parseable line among the last two (the last may be torn), else 0."""
-    for n, line in enumerate(iter_lines_reversed(path)):
-        seq = _seq_of(line)
-        if seq is not None or n >= 1:
-            return seq or 0
-    return 0
-
-
-def _first_seq(path: Path) -> int | None:
-    try:
-        with open(path, "rb") as f:
-            return _seq_of(f.readline().rstrip(b"\n"))
-    except OSError:
-        return None
 
 
 def _now() -> str:

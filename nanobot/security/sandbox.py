@@ -6,15 +6,19 @@ import functools
 import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from nanobot.errors import ConfigError, SandboxUnavailable
+from nanobot.security.bwrapprobe import (  # bwrap_status, find_bwrap: re-exported
+    DEFAULT_PATH,
+    INSTALL_HINT,
+    _probe,
+    bwrap_status,
+    find_bwrap,
+)
 from nanobot.security.seccomp import Unsupported, program_fd
 from nanobot.security.seccomp import build as seccomp_program
 
@@ -24,14 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nanobot.security")
 
-INSTALL_HINT = "apt-get install bubblewrap"
 MODES = ("auto", "bwrap", "none")
 # Host folders shown read-only; usrmerge symlinks (/bin -> usr/bin) are recreated as symlinks.
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/opt")
 # The only variables copied from the caller's environment; everything else (API keys) is dropped.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PROBE_TIMEOUT = 10
 REAPER = str(Path(__file__).with_name("reaper.py"))
 ALLOWLIST = "allowlist"  # tools.exec.network: only allowedDomains, through the egress proxy
 FORWARDER = str(Path(__file__).with_name("egress_fwd.py"))
@@ -105,56 +106,6 @@ class RequiredSandboxMissing:
 
     def explain(self, returncode: int | None, output: str) -> str | None:
         return None
-
-
-def find_bwrap(search_path: str | None = None) -> str | None:
-    """The bwrap executable on search_path (default: $PATH), or None."""
-    return shutil.which("bwrap", path=search_path)
-
-
-def bwrap_status(search_path: str | None = None) -> tuple[bool, str]:
-    """Whether bwrap exists and can create its namespaces here, with a reason for people."""
-    exe = find_bwrap(search_path)
-    if exe is None:
-        return False, f"bwrap not installed: {INSTALL_HINT}"
-    ok, reason, _ = _probe(exe)
-    return ok, reason
-
-
-_probe_lock = threading.Lock()
-
-
-def _probe(exe: str) -> tuple[bool, str, bool]:
-    """Run bwrap once per executable (callers wait for a check already running)."""
-    with _probe_lock:
-        return _probe_once(exe)
-
-
-@functools.cache
-def _probe_once(exe: str) -> tuple[bool, str, bool]:
-    """(works, reason, supports --disable-userns)."""
-    base = [exe, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-    env = {"PATH": DEFAULT_PATH}
-    try:
-        run = subprocess.run(
-            [*base, "true"], capture_output=True, text=True, timeout=PROBE_TIMEOUT, env=env
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"{exe} cannot run: {e}", False
-    if run.returncode != 0:
-        lines = run.stderr.strip().splitlines()
-        said = lines[-1] if lines else f"exit status {run.returncode}"
-        return False, f"{exe} cannot create namespaces here: {said}", False
-    try:
-        harden = subprocess.run(
-            [*base, "--unshare-user", "--disable-userns", "true"],
-            capture_output=True,
-            timeout=PROBE_TIMEOUT,
-            env=env,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return True, f"{exe} works", False
-    return True, f"{exe} works", harden.returncode == 0
 
 
 @functools.cache

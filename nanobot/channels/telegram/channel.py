@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, TypeVar
 from nanobot.backoff import Backoff
 from nanobot.channels.base import BaseChannel, SendError
 from nanobot.channels.indicator import Indicator
-from nanobot.channels.telegram import approve
+from nanobot.channels.telegram import approve, offsets
 from nanobot.channels.telegram.botapi import (
     ALLOWED_UPDATES,
     BotAPI,
@@ -29,7 +28,6 @@ from nanobot.channels.telegram.groups import admits
 from nanobot.channels.telegram.live import Draft, Drafts, register_commands
 from nanobot.channels.telegram.media import MediaFetcher
 from nanobot.errors import ConfigError
-from nanobot.paths import atomic_write, ensure_dir, state_dir
 from nanobot.route.message import InboundMessage, OutboundMessage
 from nanobot.route.route import Route
 from nanobot.workers import pool, prestart, run_detached, run_pooled
@@ -37,7 +35,6 @@ from nanobot.workers import pool, prestart, run_detached, run_pooled
 log = logging.getLogger("nanobot.channels.telegram")
 
 T = TypeVar("T")
-OFFSET_FILE = "telegram_offset"
 GREETING = "Hi! I'm nanobot, your personal AI assistant. Send me a message; /help lists commands."
 HELP = (
     "Commands:\n"
@@ -216,22 +213,10 @@ class TelegramChannel(BaseChannel):
     # ---- inbound ---------------------------------------------------------------------------
 
     def _load_offset(self) -> int | None:
-        path = state_dir() / OFFSET_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            offset, bot = data["offset"], data.get("bot_id")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("Ignoring unreadable %s; Telegram resends unconfirmed updates", path)
-            return None
-        if bot != self._bot_id() or not is_int(offset):
-            return None  # another bot's offset would skip this bot's updates
-        return offset
+        return offsets.load(self._bot_id())
 
     def _save_offset(self, offset: int) -> None:
-        data = json.dumps({"bot_id": self._bot_id(), "offset": offset})
-        atomic_write(ensure_dir(state_dir()) / OFFSET_FILE, data)
+        offsets.save(self._bot_id(), offset)
 
     def _bot_id(self) -> str:
         # The part of the token before ":" is the bot's public user id, not the secret.
