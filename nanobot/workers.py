@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,21 @@ SHORT_CALLS = 32  # threads for short network calls (sends, chat actions, downlo
 _pools: dict[str, ThreadPoolExecutor] = {}
 
 
+def quiet_signals() -> None:
+    """Keep SIGINT and SIGTERM away from this (worker) thread. The kernel may deliver a signal to
+    any thread that does not block it; delivered to a worker, it would not interrupt the main
+    thread's blocking read (the terminal's input(), waiting for Ctrl-C), which then never sees
+    it. Blocked in every worker, they always reach the main thread."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def pool(name: str, size: int = SHORT_CALLS) -> ThreadPoolExecutor:
     """The named pool ("io", "llm", "net"), created with `size` threads on first use."""
     executor = _pools.get(name)
     if executor is None:
-        executor = _pools[name] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+        executor = _pools[name] = ThreadPoolExecutor(
+            max_workers=size, thread_name_prefix=name, initializer=quiet_signals
+        )
     return executor
 
 
@@ -69,6 +80,7 @@ async def run_detached(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             fut.set_exception(value)
 
     def worker() -> None:
+        quiet_signals()
         try:
             outcome = (True, fn(*args, **kwargs))
         except Exception as e:  # noqa: BLE001 - boundary: every error goes to the awaiting task

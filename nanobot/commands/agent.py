@@ -162,6 +162,7 @@ def _interactive(terminal: Terminal, console: Console) -> int:
     readline = _setup_readline()
     print(BANNER)
     loop = asyncio.new_event_loop()
+    loop.set_default_executor(workers.pool("io", 8))  # its threads leave Ctrl-C to this one
     try:
         loop.run_until_complete(terminal.recover())
         while True:
