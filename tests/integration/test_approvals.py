@@ -10,7 +10,6 @@ import pytest
 
 from fakes.llm_server import ScriptedLLMServer, last_user_text, reply, tool_call
 from fakes.telegram_server import FakeTelegram
-from harness import GatewayProcess
 
 KEY = "sk-test-approvals-0123456789"
 OWNER, FRIEND, STRANGER = 111, 333, 222
@@ -109,21 +108,6 @@ def config(llm, tg, **approval) -> dict:
         },
         "gateway": {"port": 0},
     }
-
-
-@pytest.fixture
-def start(nb):
-    running: list[GatewayProcess] = []
-
-    def _start(cfg: dict) -> GatewayProcess:
-        nb.write_config(cfg)
-        gw = GatewayProcess(nb).wait_ready()
-        running.append(gw)
-        return gw
-
-    yield _start
-    for gw in running:
-        gw.stop()
 
 
 def audit(nb) -> list[dict]:

@@ -12,7 +12,6 @@ import pytest
 
 from fakes.llm_server import ScriptedLLMServer, last_user_text, reply, tool_call
 from fakes.telegram_server import FakeTelegram
-from harness import GatewayProcess
 
 KEY = "sk-test-automation-0123456789"
 ALICE, BOB = 111, 222
@@ -79,21 +78,6 @@ def servers():
     with ScriptedLLMServer("openai") as llm, FakeTelegram() as tg:
         llm.respond_with(model)
         yield llm, tg
-
-
-@pytest.fixture
-def start(nb):
-    running: list[GatewayProcess] = []
-
-    def _start(cfg: dict) -> GatewayProcess:
-        nb.write_config(cfg)
-        gw = GatewayProcess(nb).wait_ready()
-        running.append(gw)
-        return gw
-
-    yield _start
-    for gw in running:
-        gw.stop()
 
 
 def config(llm, tg, **overrides) -> dict:

@@ -52,21 +52,6 @@ def gateway_config(llm, tg, **overrides) -> dict:
     return cfg
 
 
-@pytest.fixture
-def start(nb):
-    running: list[GatewayProcess] = []
-
-    def _start(cfg: dict, env: dict | None = None) -> GatewayProcess:
-        nb.write_config(cfg)
-        gw = GatewayProcess(nb, env=env).wait_ready()
-        running.append(gw)
-        return gw
-
-    yield _start
-    for gw in running:
-        gw.stop()
-
-
 def texts_for(tg, chat_id) -> list[str]:
     return [m["text"] for m in tg.sent if str(m["chat_id"]) == str(chat_id)]
 

@@ -54,21 +54,6 @@ def config(llm, bridge, token: str = TOKEN, **whatsapp) -> dict:
     }
 
 
-@pytest.fixture
-def start(nb):
-    running: list[GatewayProcess] = []
-
-    def _start(cfg: dict) -> GatewayProcess:
-        nb.write_config(cfg)
-        gw = GatewayProcess(nb).wait_ready()
-        running.append(gw)
-        return gw
-
-    yield _start
-    for gw in running:
-        gw.stop()
-
-
 def wait_for(cond, timeout: float = 15, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
