@@ -35,7 +35,8 @@ class Gateway:
 
     def health(self) -> dict:
         states = {name: sup.channel.status for name, sup in self.supervisors.items()}
-        ok = all(s == "running" for s in states.values())
+        # "running" or "running: <detail>" (e-mail adds IDLE/polling and its last mail)
+        ok = all(s == "running" or s.startswith("running:") for s in states.values())
         restarts = {name: sup.restarts for name, sup in self.supervisors.items() if sup.restarts}
         out: dict = {"status": "ok" if ok else "degraded", "channels": states}
         if restarts:

@@ -20,6 +20,8 @@ HOST_TOOLS=(mmdebstrap systemd-container slirp4netns zstd iproute2 util-linux py
 
 # shellcheck source=deploy/test/container.sh
 source "$HERE/container.sh"
+# shellcheck source=deploy/test/fakes.sh
+source "$HERE/fakes.sh"
 
 TIMINGS=()
 PHASE="" PHASE_START=0
@@ -57,6 +59,7 @@ cleanup() {
         echo "--- container diagnostics ---"
         ct_exec systemctl --no-pager status nanobot.service 2>&1 | tail -n 15
         ct_exec journalctl --no-pager -o short-monotonic -n 60 -u nanobot.service 2>&1
+        ct_exec journalctl --no-pager -o short-monotonic -n 20 -u nanobot-whatsapp-bridge.service 2>&1
     fi
     if [[ -n "${NANOBOT_DEPLOY_KEEP:-}" && -n "${CT_PID:-}" ]]; then
         echo "NANOBOT_DEPLOY_KEEP set: container left running (PID $CT_PID, root $CT_ROOT)"
@@ -175,6 +178,18 @@ run_suite() {
         fail "--check --diff changed the host"
     ok "--check --diff on a fresh host: $(recap "$LOGS/check.log" | grep -o 'changed=[0-9]*') predicted, nothing changed"
 
+    phase "$SUITE/fakes"
+    # Telegram's Bot API and a mail host (Dovecot, SMTP) on the container's 127.0.0.1: the
+    # channels of vars.yml connect to them from the first start on.
+    fakes_install_mail_packages || fail "installing Dovecot and aiosmtpd in the container failed"
+    fakes_start || fail "the Telegram or mail fake did not start"
+    ok "fake Telegram Bot API and mail host (Dovecot $(ct_exec dovecot --version | cut -d' ' -f1)) running"
+
+    # The WhatsApp bridge must never contact WhatsApp: the first converge starts it with
+    # the fake WhatsApp of its own tests (a drop-in of this test, not of the role).
+    install -D -m 0644 "$HERE/whatsapp-fake.conf" \
+        "$CT_ROOT/etc/systemd/system/nanobot-whatsapp-bridge.service.d/50-deploy-test-fake.conf"
+
     phase "$SUITE/converge-1"
     converge 2>&1 | tee "$LOGS/converge-1.log" || fail "first converge failed"
     recap "$LOGS/converge-1.log" | grep -q "failed=0" || fail "first converge reported failures"
@@ -204,7 +219,9 @@ run_suite() {
         ok "refused $what"
     }
     expect_refusal "an open Telegram channel" "nanobot_telegram_allow_from is empty" \
-        -e '{"nanobot_telegram_enabled": true, "nanobot_telegram_token": "x"}'
+        -e '{"nanobot_telegram_enabled": true, "nanobot_telegram_token": "x", "nanobot_telegram_allow_from": []}'
+    expect_refusal "e-mail without sender authentication" "nanobot_email_trusted_authserv_ids is empty" \
+        -e '{"nanobot_email_trusted_authserv_ids": []}'
     expect_refusal "nanobot_user=root" "must not be root" -e nanobot_user=root
     # A host whose firewall nftables.service manages (a stand-in unit, enabled like the real one).
     ct_exec sh -c 'printf "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n" \
@@ -226,17 +243,25 @@ run_suite() {
     ok "refused two hosts polling one Telegram bot"
 
     phase "$SUITE/firewall-change"
-    # Moving SSH to another port deletes the old rule (ufw itself only ever adds).
-    converge --tags nanobot_firewall -e nanobot_firewall_ssh_port=2222 >"$LOGS/fw.log" 2>&1 ||
+    # Moving SSH to another port deletes the old rule (ufw itself only ever adds); turning
+    # e-mail off deletes its IMAPS and submission rules (993, 587 out).
+    mail_rules() { grep -Ec '^(993|587)/tcp( \(v6\))? +ALLOW OUT' <<<"$1" || true; }
+    (($(mail_rules "$(ct_exec ufw status)") == 4)) ||
+        { ct_exec ufw status; fail "no IMAPS/submission rules (IPv4 and IPv6) while e-mail is on"; }
+    converge --tags nanobot_firewall -e nanobot_firewall_ssh_port=2222 -e nanobot_email_enabled=false \
+        >"$LOGS/fw.log" 2>&1 ||
         { tail -n 30 "$LOGS/fw.log"; fail "firewall converge with another SSH port failed"; }
     rules=$(ct_exec ufw status)
     grep -Eq '^2222/tcp +LIMIT' <<<"$rules" && ! grep -Eq '^22/tcp ' <<<"$rules" ||
         { echo "$rules"; fail "the old SSH rule was not replaced"; }
+    (($(mail_rules "$rules") == 0)) || { echo "$rules"; fail "the mail rules outlived e-mail"; }
     converge --tags nanobot_firewall >"$LOGS/fw-back.log" 2>&1 || fail "firewall converge back failed"
     rules=$(ct_exec ufw status)
     grep -Eq '^22/tcp +LIMIT' <<<"$rules" && ! grep -Eq '^2222/tcp' <<<"$rules" ||
         { echo "$rules"; fail "the SSH rule did not move back"; }
-    ok "an obsolete firewall rule is deleted when a variable changes (SSH 22 -> 2222 -> 22)"
+    (($(mail_rules "$rules") == 4)) || { echo "$rules"; fail "the mail rules did not come back"; }
+    ok "an obsolete firewall rule is deleted when a variable changes (SSH 22 -> 2222 -> 22," \
+        "e-mail on -> off -> on: 993 and 587 out)"
 
     phase "$SUITE/verify"
     NANOBOT_DEPLOY_PID=$CT_PID NANOBOT_DEPLOY_ROOT=$CT_ROOT NANOBOT_DEPLOY_VARS="$HERE/vars.yml" \

@@ -60,6 +60,24 @@ def test_vars() -> dict:
         return yaml.safe_load(f)
 
 
+def secrets_by_credential(test_vars: dict) -> dict[str, str]:
+    """Credential name -> the test secret vars.yml gives the role for it (enabled channels'
+    secrets included)."""
+    out = {"gateway-token": test_vars["nanobot_gateway_token"]}
+    channel_secrets = {
+        "telegram-token": ("nanobot_telegram_enabled", "nanobot_telegram_token"),
+        "email-imap-password": ("nanobot_email_enabled", "nanobot_email_imap_password"),
+        "email-smtp-password": ("nanobot_email_enabled", "nanobot_email_smtp_password"),
+    }
+    for name, (enabled, var) in channel_secrets.items():
+        if test_vars.get(enabled) and test_vars.get(var):
+            out[name] = test_vars[var]
+    for name, p in test_vars["nanobot_providers"].items():
+        if p.get("api_key"):
+            out[f"provider-{name}"] = p["api_key"]
+    return out
+
+
 @pytest.fixture(scope="session")
 def main_pid(host: Host) -> int:
     pid = int(host.check_output("systemctl show -p MainPID --value nanobot.service"))
@@ -140,3 +158,68 @@ def scripted_model(host: Host) -> str:
         pytest.fail(f"scripted model did not start: {host.run('journalctl -u ' + LLM_UNIT).stdout}")
     yield base_url
     host.run(f"systemctl stop {LLM_UNIT}.service")
+
+
+# The far side of the channels, started by deploy/test/fakes.sh before the first converge.
+TELEGRAM_CONTROL = "http://127.0.0.1:18797"
+MAIL_CONTROL = "http://127.0.0.1:18796"
+
+
+def wait_until(probe, timeout: float, what: str, interval: float = 0.5):
+    """probe() until it returns something truthy (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def telegram(http):
+    """Control of the fake Bot API: .push(user_id, text, username=None), .state()."""
+
+    class Telegram:
+        def push(self, user_id: int, text: str, username: str | None = None) -> int:
+            body = {"user_id": user_id, "text": text, "username": username}
+            status, got = http("POST", f"{TELEGRAM_CONTROL}/push", body)
+            assert status == 200, got
+            return got["update_id"]
+
+        def state(self) -> dict:
+            status, got = http("GET", f"{TELEGRAM_CONTROL}/state")
+            assert status == 200, got
+            return got
+
+    return Telegram()
+
+
+@pytest.fixture(scope="session")
+def mailhost(http):
+    """Control of the mail host: .deliver(subject, sender, ...), .sent(), .flags()."""
+
+    class MailHost:
+        def deliver(self, subject: str, sender: str, body: str = "hello bot", authenticated=True):
+            req = {
+                "subject": subject,
+                "sender": sender,
+                "body": body,
+                "authenticated": authenticated,
+            }
+            status, got = http("POST", f"{MAIL_CONTROL}/deliver", req)
+            assert status == 200, got
+            return got["message_id"]
+
+        def sent(self) -> list[dict]:
+            status, got = http("GET", f"{MAIL_CONTROL}/sent")
+            assert status == 200, got
+            return got
+
+        def flags(self) -> dict:
+            status, got = http("GET", f"{MAIL_CONTROL}/flags")
+            assert status == 200, got
+            return got
+
+    return MailHost()

@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+from conftest import secrets_by_credential
 
 pytestmark = pytest.mark.deploy
 
@@ -16,17 +17,11 @@ AS_NANOBOT = "setpriv --reuid=nanobot --regid=nanobot --clear-groups --"
 
 
 def _secret_values(test_vars: dict) -> list[str]:
-    values = [test_vars["nanobot_gateway_token"]]
-    values += [p["api_key"] for p in test_vars["nanobot_providers"].values() if p.get("api_key")]
-    return values
+    return list(secrets_by_credential(test_vars).values())
 
 
 def _credential_names(test_vars: dict) -> list[str]:
-    names = ["gateway-token"]
-    names += [
-        f"provider-{n}" for n, p in test_vars["nanobot_providers"].items() if p.get("api_key")
-    ]
-    return sorted(names)
+    return sorted(secrets_by_credential(test_vars))
 
 
 def _unit_props(host, *names: str) -> dict[str, str]:
@@ -184,11 +179,13 @@ def test_exposure_score(host):
     assert score <= EXPOSURE_MAX[major]
 
 
-def test_healthz(http):
+def test_healthz(http, test_vars):
     status, body = http("GET", "http://127.0.0.1:18790/healthz")
     assert status == 200
-    assert body["status"] == "ok"
-    assert body["channels"] == {}
+    enabled = {
+        c for c in ("telegram", "whatsapp", "email") if test_vars.get(f"nanobot_{c}_enabled")
+    }
+    assert set(body["channels"]) == enabled  # their state: tests/test_channels.py
 
 
 def test_chat_api_requires_the_token(http):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from conftest import secrets_by_credential
 
 pytestmark = pytest.mark.deploy
 
@@ -49,11 +50,7 @@ UNHEX = "import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]))"
 
 def _secrets(test_vars: dict) -> dict[str, str]:
     """Credential name -> the test secret the role was given for it."""
-    out = {"gateway-token": test_vars["nanobot_gateway_token"]}
-    for name, p in test_vars["nanobot_providers"].items():
-        if p.get("api_key"):
-            out[f"provider-{name}"] = p["api_key"]
-    return out
+    return secrets_by_credential(test_vars)
 
 
 def _sha(value: str) -> str:
@@ -92,7 +89,8 @@ def test_the_running_service_has_them_decrypted_and_answers(host, test_vars, tur
     for name, value in _secrets(test_vars).items():
         got = host.check_output(f"nsenter -t {pid} -m sha256sum {RUNTIME}/{name}")
         assert got.split()[0] == _sha(value), name
-    # The gateway token authenticates the API, the provider key the model request.
+    # The gateway token authenticates the API, the provider key the model request (the
+    # Telegram token and mail passwords: tests/test_channels.py).
     assert turn("hello") != ""
 
 
