@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 
@@ -20,13 +19,38 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A RotatingFileHandler whose files are created 0600, whatever the umask."""
+class PrivateRotatingFileHandler(logging.FileHandler):
+    """nanobot.log, created 0600 whatever the umask, renamed to .1 … .`backups` once it holds
+    `max_bytes` (the stdlib's RotatingFileHandler would bring logging.handlers, pickle and
+    friends into every command's start-up)."""
+
+    def __init__(self, path: os.PathLike | str, max_bytes: int, backups: int) -> None:
+        self.max_bytes, self.backups = max_bytes, backups
+        super().__init__(path, encoding="utf-8")
 
     def _open(self):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, paths.FILE_MODE)
         os.fchmod(fd, paths.FILE_MODE)
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is not None:
+            try:
+                if self.stream.tell() >= self.max_bytes:
+                    self._rotate()
+            except OSError:
+                self.handleError(record)
+                return
+        super().emit(record)
+
+    def _rotate(self) -> None:
+        self.stream.close()
+        self.stream = None  # FileHandler.emit opens a new, empty file
+        base = self.baseFilename
+        for i in range(self.backups - 1, 0, -1):
+            if os.path.exists(f"{base}.{i}"):
+                os.replace(f"{base}.{i}", f"{base}.{i + 1}")
+        os.replace(base, f"{base}.1")
 
 
 def setup_logging(verbose: bool = False, stderr: bool = False, file: bool = True) -> None:
@@ -49,9 +73,7 @@ def setup_logging(verbose: bool = False, stderr: bool = False, file: bool = True
         h.close()
     if file:
         paths.ensure_dir(paths.logs_dir())
-        fh = PrivateRotatingFileHandler(
-            paths.logs_dir() / "nanobot.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
-        )
+        fh = PrivateRotatingFileHandler(paths.logs_dir() / "nanobot.log", 5_000_000, 5)
         fh.setFormatter(RedactingFormatter(FORMAT))
         root.addHandler(fh)
     sh = logging.StreamHandler(sys.stderr)

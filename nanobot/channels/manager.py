@@ -9,19 +9,13 @@ import logging
 from typing import Any
 
 from nanobot.backoff import Backoff
+from nanobot.channels import CHANNELS
 from nanobot.channels.base import Channel
 from nanobot.config.schema import Config
 from nanobot.errors import ConfigError
 from nanobot.route.route import Route
 
 log = logging.getLogger("nanobot.channels")
-
-# config section under `channels` → "module:Class"; a section missing here cannot be enabled.
-CHANNELS = {
-    "telegram": "nanobot.channels.telegram.channel:TelegramChannel",
-    "whatsapp": "nanobot.channels.whatsapp:WhatsAppChannel",
-    "email": "nanobot.channels.email.channel:EmailChannel",
-}
 
 
 def build_channels(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import types
@@ -60,6 +59,8 @@ class Decoder:
             if f is None:
                 if self.leftovers.take(path, key, value, self.fail):
                     continue
+                import difflib  # only for a misspelt key
+
                 close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
                 hint = (
                     f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(by_key)}"

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# No generated __repr__ (it would print secrets) and no __eq__ (nothing compares configs): each
+# generated method is compiled at import, and this module is imported by every command.
+section = dataclass(repr=False, eq=False)
+
 
 def _f(default=None, factory=None, **meta):
     if factory is not None:
@@ -16,7 +20,7 @@ def _f(default=None, factory=None, **meta):
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@section
 class ProviderConfig:
     api_key: str = _f("", secret=True)
     api_base: str = ""
@@ -29,7 +33,7 @@ class ProviderConfig:
     context_window: int = _f(0, min=0, max=10_000_000)  # tokens; 0 = ask a local server
 
 
-@dataclass
+@section
 class ProvidersConfig:
     anthropic: ProviderConfig = _f(factory=ProviderConfig)
     openai: ProviderConfig = _f(factory=ProviderConfig)
@@ -46,7 +50,7 @@ class ProvidersConfig:
     custom: ProviderConfig = _f(factory=ProviderConfig)
 
 
-@dataclass
+@section
 class ExecConfig:
     timeout: int = _f(60, min=1, max=3600)
     sandbox: str = _f("auto", choices=("auto", "bwrap", "none"))
@@ -59,7 +63,7 @@ class ExecConfig:
     extra_rw_binds: list[str] = _f(factory=list)
 
 
-@dataclass
+@section
 class WebSearchConfig:
     # "" = brave when apiKey is set, else searxng when url is set, else duckduckgo (no key)
     provider: str = _f("", choices=("brave", "searxng", "duckduckgo"))
@@ -72,7 +76,7 @@ class WebSearchConfig:
     timeout: float = _f(15.0, min=1.0, max=120.0)
 
 
-@dataclass
+@section
 class WebFetchConfig:
     max_bytes: int = _f(2_000_000, min=1024, max=50_000_000)  # body bytes read, then cut
     timeout: float = _f(20.0, min=1.0, max=300.0)  # seconds for the whole fetch, all hops
@@ -80,7 +84,7 @@ class WebFetchConfig:
     max_chars: int = _f(15_000, min=500, max=200_000)  # text handed to the model
 
 
-@dataclass
+@section
 class WebConfig:
     search: WebSearchConfig = _f(factory=WebSearchConfig)
     fetch: WebFetchConfig = _f(factory=WebFetchConfig)
@@ -89,7 +93,7 @@ class WebConfig:
     allowed_private_networks: list[str] = _f(factory=list)
 
 
-@dataclass
+@section
 class MessageToolConfig:
     # "channel:chat_id" the message tool may send to besides the current chat; each must also
     # be named in that channel's allowFrom.
@@ -98,7 +102,7 @@ class MessageToolConfig:
     max_per_hour: int = _f(30, min=0, max=10_000)  # per chat
 
 
-@dataclass
+@section
 class ApprovalConfig:
     # off: never ask; risky: calls matching the rules (security/approval_rules.py) and
     # tools.approval.rules wait for a person's answer; always: every call of an acting tool.
@@ -109,7 +113,7 @@ class ApprovalConfig:
     timeout_seconds: int = _f(300, min=5, max=86_400)  # no answer by then = denied
 
 
-@dataclass
+@section
 class ToolsConfig:
     restrict_to_workspace: bool = True
     # write_file/edit_file refuse a write that would leave less than this free (MiB) on the
@@ -121,7 +125,7 @@ class ToolsConfig:
     approval: ApprovalConfig = _f(factory=ApprovalConfig)
 
 
-@dataclass
+@section
 class AgentDefaults:
     workspace: str = "~/.nanobot/workspace"
     model: str = ""  # "" = the default model of the first provider that has a key
@@ -142,12 +146,12 @@ class AgentDefaults:
     isolation: str = _f("shared", choices=("shared", "sender"))
 
 
-@dataclass
+@section
 class AgentsConfig:
     defaults: AgentDefaults = _f(factory=AgentDefaults)
 
 
-@dataclass
+@section
 class TelegramConfig:
     enabled: bool = False
     token: str = _f("", secret=True)
@@ -161,7 +165,7 @@ class TelegramConfig:
     group_policy: str = _f("mention", choices=("mention", "open", "off"))
 
 
-@dataclass
+@section
 class WhatsAppConfig:
     enabled: bool = False
     bridge_url: str = "ws://127.0.0.1:3001"
@@ -170,7 +174,7 @@ class WhatsAppConfig:
     manage_bridge: bool = True  # the gateway runs the Node.js bridge as its child
 
 
-@dataclass
+@section
 class EmailConfig:
     enabled: bool = False
     consent_granted: bool = False
@@ -209,7 +213,7 @@ class EmailConfig:
     )
 
 
-@dataclass
+@section
 class ChannelsConfig:
     send_progress: bool = True  # show the reply growing while it is written (nanobot's key)
     send_tool_hints: bool = False  # short "⚙ exec: …" lines for tool steps (nanobot's key)
@@ -218,7 +222,7 @@ class ChannelsConfig:
     email: EmailConfig = _f(factory=EmailConfig)
 
 
-@dataclass
+@section
 class HeartbeatConfig:
     enabled: bool = True  # nanobot's key
     # nanobot's key; 0 = agents.defaults.heartbeatMinutes
@@ -227,7 +231,7 @@ class HeartbeatConfig:
     chat_id: str = ""  # "" = the only chat named in that channel's allowFrom
 
 
-@dataclass
+@section
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = _f(18790, min=0, max=65535)
@@ -238,27 +242,27 @@ class GatewayConfig:
     heartbeat: HeartbeatConfig = _f(factory=HeartbeatConfig)
 
 
-@dataclass
+@section
 class RateLimitConfig:
     messages_per_minute: float = _f(20, min=0, max=100_000)
     burst: int = _f(5, min=0, max=100_000)
     tool_calls_per_hour: int = _f(0, min=0, max=1_000_000)
 
 
-@dataclass
+@section
 class AuditConfig:
     enabled: bool = True
     max_bytes: int = _f(10_000_000, min=10_000, max=10_000_000_000)
     backup_count: int = _f(5, min=0, max=1000)
 
 
-@dataclass
+@section
 class SecurityConfig:
     rate_limit: RateLimitConfig = _f(factory=RateLimitConfig)
     audit: AuditConfig = _f(factory=AuditConfig)
 
 
-@dataclass
+@section
 class Config:
     agents: AgentsConfig = _f(factory=AgentsConfig)
     channels: ChannelsConfig = _f(factory=ChannelsConfig)

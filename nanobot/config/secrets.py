@@ -10,7 +10,6 @@ does, so an entry made with `keyring set nanobot openai` is found by `keyring:na
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import sys
@@ -132,6 +131,8 @@ class SecretTool:
 
     def store_command(self, service: str, account: str) -> str:
         argv = [self.tool, "store", f"--label=nanobot {service}/{account}"]
+        import shlex  # for a message only
+
         return shlex.join(argv + self._attrs(service, account))
 
     def can_store(self) -> bool:
@@ -180,6 +181,8 @@ class Keychain:
     def store_command(self, service: str, account: str) -> str:
         # -w last: security prompts for the password instead of taking it as an argument.
         argv = [self.tool, "add-generic-password", "-U", "-s", service, "-a", account]
+        import shlex  # for a message only
+
         return shlex.join(argv) + " -w"
 
     def can_store(self) -> bool:

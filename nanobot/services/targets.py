@@ -7,7 +7,7 @@ or "*" admits everyone, which names no chat, so it does not count here).
 
 from __future__ import annotations
 
-from nanobot.channels.manager import CHANNELS
+from nanobot.channels import CHANNELS
 from nanobot.config.schema import Config
 from nanobot.security.access import EVERYONE, is_allowed
 
