@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from nanobot import httpjson
 from nanobot.backoff import Backoff
 from nanobot.errors import ProviderError
 from nanobot.security.redact import MASK, redact
@@ -37,9 +38,7 @@ _local = threading.local()
 def _session():
     session = getattr(_local, "session", None)
     if session is None:
-        import requests
-
-        session = _local.session = requests.Session()
+        session = _local.session = httpjson.session()
     return session
 
 
@@ -181,7 +180,15 @@ def open_request(
     for attempt in range(1, max_attempts + 1):
         wait = None
         try:
-            resp = session.post(url, headers=headers, json=body, timeout=timeout, stream=stream)
+            resp = httpjson.post_json(
+                session,
+                url,
+                body,
+                headers=headers,
+                timeout=timeout,
+                stream=stream,
+                proxies=httpjson.proxies_for(url),
+            )
         except (
             requests.ConnectionError,
             requests.Timeout,
@@ -325,7 +332,9 @@ def get_json(url: str, headers: dict[str, str], timeout: tuple[float, float]) ->
     import requests
 
     try:
-        resp = _session().get(url, headers=headers, timeout=timeout)
+        resp = _session().get(
+            url, headers=headers, timeout=timeout, proxies=httpjson.proxies_for(url)
+        )
         if resp.status_code != 200:
             return None
         return resp.json()

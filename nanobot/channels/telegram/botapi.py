@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from nanobot import httpjson
 from nanobot.backoff import Backoff
 from nanobot.security.redact import redact
 from nanobot.workers import run_pooled
@@ -57,12 +57,10 @@ class BotAPI:
         base = api_base.rstrip("/")
         self._url = f"{base}/bot{token}/"
         self._file_url = f"{base}/file/bot{token}/"
-        self._proxies = {"http": proxy, "https": proxy} if proxy else None
+        self._proxies = httpjson.proxies_for(base, proxy)
         self.timeout = timeout
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=64)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # Idle connections kept: one per reply that may be sent at once in a burst.
+        self.session = httpjson.session(pool=256)
 
     def close(self) -> None:
         self.session.close()
@@ -79,9 +77,10 @@ class BotAPI:
         `upload` (field, path) sends the file as multipart/form-data with params as fields."""
         try:
             if upload is None:
-                r = self.session.post(
+                r = httpjson.post_json(
+                    self.session,
                     self._url + method,
-                    json=params or {},
+                    params or {},
                     timeout=timeout or self.timeout,
                     proxies=self._proxies,
                 )
