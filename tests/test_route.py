@@ -293,6 +293,28 @@ def test_a_full_disk_accepts_nothing_and_recovers(tmp_path):
     assert [m.metadata["dedupe_key"] for m in Store(tmp_path / "s").pending()] == ["x"]
 
 
+def test_a_batch_accepted_at_once_is_journaled_together_with_a_verdict_each(tmp_path):
+    """Messages accepted in one turn of the loop share one write; a repeated key among them
+    and one accepted earlier are duplicates; each accepted message is dispatched once."""
+    got = []
+    store = Store(tmp_path / "s")
+    route = Route(Admission(None), store, got.append)
+    assert run(route.accept(msg(key="early")))
+    keys = [f"k{i % 40}" for i in range(50)] + ["early"]  # k0…k9 twice, "early" again
+
+    async def burst():
+        return await asyncio.gather(
+            *(route.accept(msg(chat=str(i), key=k)) for i, k in enumerate(keys))
+        )
+
+    verdicts = run(burst())
+    assert [bool(v) for v in verdicts] == [True] * 40 + [False] * 11
+    assert sorted(m.metadata["dedupe_key"] for m in got) == sorted({"early", *keys})
+    store.close()
+    lines = [json.loads(x) for x in store.path.read_text().splitlines()]
+    assert sorted(r["key"] for r in lines if r["op"] == "in") == sorted({"early", *keys})
+
+
 # ---- supervisor -------------------------------------------------------------------------------
 
 
@@ -434,3 +456,14 @@ def test_other_os_errors_of_a_turn_get_the_generic_apology_and_an_empty_reply_is
 
     assert run(go(broken)) == [FAILURE_REPLY]
     assert run(go(quiet)) == []
+
+
+def test_message_dicts_match_dataclasses_asdict():
+    """The journal's fast to_dict() must stay what asdict() gives when a field is added."""
+    from dataclasses import asdict
+
+    inbound = InboundMessage("telegram", "7", "8", "hi", ["/m/a.jpg"], {"message_id": 3})
+    outbound = OutboundMessage("telegram", "8", "hello", "3", {"thread": 1}, ["/m/b.png"])
+    for msg in (inbound, outbound):
+        assert msg.to_dict() == asdict(msg)
+        assert list(msg.to_dict()) == list(asdict(msg))

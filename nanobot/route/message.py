@@ -31,6 +31,18 @@ class InboundMessage:
         value = self.metadata.get("message_id")
         return None if value is None else str(value)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict for JSON (what dataclasses.asdict gives, without its deep copy:
+        the journal serializes it at once)."""
+        return {
+            "channel": self.channel,
+            "sender_id": self.sender_id,
+            "chat_id": self.chat_id,
+            "content": self.content,
+            "media": self.media,
+            "metadata": self.metadata,
+        }
+
 
 @dataclass
 class OutboundMessage:
@@ -40,6 +52,17 @@ class OutboundMessage:
     reply_to: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     media: list[str] = field(default_factory=list)  # files to send along (local paths)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict for JSON (see InboundMessage.to_dict)."""
+        return {
+            "channel": self.channel,
+            "chat_id": self.chat_id,
+            "content": self.content,
+            "reply_to": self.reply_to,
+            "metadata": self.metadata,
+            "media": self.media,
+        }
 
 
 # Inbound metadata a channel may use to thread its reply; the route's own keys stay behind.

@@ -30,6 +30,10 @@ class Route:
         self.admission = admission
         self.store = store
         self.dispatch = dispatch
+        # Messages accepted in one turn of the event loop (a Telegram batch) go to disk
+        # together: one thread hop and one write for all of them.
+        self._intake: list[tuple[InboundMessage, asyncio.Future[bool]]] = []
+        self._flushers: set[asyncio.Task] = set()
 
     async def accept(self, msg: InboundMessage) -> Verdict:
         """Make an admitted message durable and hand it on; DUPLICATE when already accepted.
@@ -37,10 +41,33 @@ class Route:
         Returns once the message is on disk: the caller may then advance its cursor. Raises
         OSError when it cannot be stored (nothing was accepted).
         """
-        if self.store is not None and not await asyncio.to_thread(self.store.accept, msg):
-            return DUPLICATE
+        if self.store is not None:
+            loop = asyncio.get_running_loop()
+            stored: asyncio.Future[bool] = loop.create_future()
+            self._intake.append((msg, stored))
+            if len(self._intake) == 1:
+                task = loop.create_task(self._store_intake())
+                self._flushers.add(task)
+                task.add_done_callback(self._flushers.discard)
+            if not await stored:
+                return DUPLICATE
         self.dispatch(msg)
         return Verdict(True)
+
+    async def _store_intake(self) -> None:
+        """Journal what accept() queued, in one write; each waiter learns its own verdict."""
+        await asyncio.sleep(0)  # the rest of this batch joins first
+        batch, self._intake = self._intake, []
+        try:
+            verdicts = await asyncio.to_thread(self.store.accept_many, [m for m, _ in batch])
+        except OSError as e:
+            for _, stored in batch:
+                if not stored.done():
+                    stored.set_exception(e)
+            return
+        for (_, stored), ok in zip(batch, verdicts, strict=True):
+            if not stored.done():
+                stored.set_result(ok)
 
     async def submit(self, msg: InboundMessage) -> Verdict:
         """An internal producer's message: rate limit, audit and inbox like any other."""

@@ -79,32 +79,46 @@ class Store:
     def accept(self, msg: InboundMessage) -> bool:
         """Journal msg durably; False (nothing written) when its key is pending or done.
         Raises OSError when it cannot be written (then nothing was accepted)."""
+        return self.accept_many([msg])[0]
+
+    def accept_many(self, msgs: list[InboundMessage]) -> list[bool]:
+        """accept() for several messages with one write and one fdatasync; all or nothing:
+        raises OSError when they cannot be written (then none was accepted)."""
+        records, taken = [], []
         with self._lock:
-            rid = self._new_id()
-            key = str(msg.metadata.get("dedupe_key") or f"{msg.channel}-{rid}")
-            if key in self._keys or key in self._done:
-                log.info("inbound %s was already accepted; not handled twice", key)
-                return False
-            msg.metadata["inbox_id"] = rid
-            msg.metadata["inbox_key"] = key
-            self._keys[key] = rid
-            self._inbound[rid] = msg
-        record = {"op": "in", "id": rid, "key": key, "msg": asdict(msg)}
+            verdicts = []
+            for msg in msgs:
+                rid = self._new_id()
+                key = str(msg.metadata.get("dedupe_key") or f"{msg.channel}-{rid}")
+                if key in self._keys or key in self._done:
+                    log.info("inbound %s was already accepted; not handled twice", key)
+                    verdicts.append(False)
+                    continue
+                msg.metadata["inbox_id"] = rid
+                msg.metadata["inbox_key"] = key
+                self._keys[key] = rid
+                self._inbound[rid] = msg
+                taken.append((key, rid))
+                records.append({"op": "in", "id": rid, "key": key, "msg": msg.to_dict()})
+                verdicts.append(True)
+        if not records:
+            return verdicts
         try:
-            self._commit(record)
+            self._commit(*records)
         except OSError:
             with self._lock:
-                self._keys.pop(key, None)
-                self._inbound.pop(rid, None)
+                for key, rid in taken:
+                    self._keys.pop(key, None)
+                    self._inbound.pop(rid, None)
             raise
-        return True
+        return verdicts
 
     # -- replies -----------------------------------------------------------------------------
 
     def reply(self, msg: InboundMessage, out: OutboundMessage) -> str:
         """Store the reply to msg durably and retire msg in the same write; returns its id."""
         rid = msg.metadata.get("inbox_id") or self._next_id()
-        self._commit({"op": "reply", "id": rid, "out": asdict(out)})
+        self._commit({"op": "reply", "id": rid, "out": out.to_dict()})
         with self._lock:
             self._inbound.pop(rid, None)
             self._unsent[rid] = out
@@ -116,7 +130,7 @@ class Store:
     def outgoing(self, out: OutboundMessage) -> str:
         """Store a message that is not a reply (a tool's message to a chat) before sending it."""
         rid = self._next_id()
-        self._commit({"op": "out", "id": rid, "out": asdict(out)})
+        self._commit({"op": "out", "id": rid, "out": out.to_dict()})
         with self._lock:
             self._unsent[rid] = out
         return rid
@@ -183,10 +197,10 @@ class Store:
         with self._lock:
             return self._new_id()
 
-    def _commit(self, record: dict) -> None:
-        """Append record and return once it is on disk. Group commit: whoever finds no flush
-        running writes everything queued so far with one write and one fdatasync."""
-        line = json.dumps(record, ensure_ascii=False).encode() + b"\n"
+    def _commit(self, *records: dict) -> None:
+        """Append the records and return once they are on disk. Group commit: whoever finds no
+        flush running writes everything queued so far with one write and one fdatasync."""
+        line = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
         with self._lock:
             self._seq += 1
             mine = self._seq

@@ -100,7 +100,7 @@ def last_user_text(body: dict | None) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256  # the default 5 drops SYNs when 50 chats call at once
+    request_queue_size = 2048  # the default 5 drops SYNs when many chats call at once
     llm: ScriptedLLMServer
 
     def handle_error(self, request, client_address) -> None:
