@@ -16,25 +16,31 @@ _test_var_hex() {
         "$HERE/vars.yml" "$1"
 }
 
-# Install Dovecot and aiosmtpd from Debian. The .debs are cached per suite in $CACHE, so later
+# Install Dovecot and aiosmtpd from Debian. The .debs are cached in $CACHE per package list and
+# rootfs tarball (a rebuilt rootfs must not get older libraries back from the cache), so later
 # runs install them with dpkg without the network; the packaged dovecot.service is not started
 # (policy-rc.d): mail_host.py runs its own instance.
 fakes_install_mail_packages() {
-    local debs="$CACHE/debs-$SUITE-v1"
+    local key debs
+    key=$(printf '%s %s' "$MAIL_PACKAGES" "$(stat -c %Y-%s "$ROOTFS_TAR")" | sha256sum | cut -c1-12)
+    debs="$CACHE/debs-$SUITE-$key"
     printf '#!/bin/sh\nexit 101\n' >"$CT_ROOT/usr/sbin/policy-rc.d"
     chmod 0755 "$CT_ROOT/usr/sbin/policy-rc.d"
     mkdir -p "$CT_ROOT/var/cache/nanobot-test-debs"
     if compgen -G "$debs/*.deb" >/dev/null; then
         cp "$debs"/*.deb "$CT_ROOT/var/cache/nanobot-test-debs/"
-        ct_exec sh -c 'DEBIAN_FRONTEND=noninteractive dpkg -i /var/cache/nanobot-test-debs/*.deb >/dev/null'
+        ct_exec sh -c 'DEBIAN_FRONTEND=noninteractive dpkg -i /var/cache/nanobot-test-debs/*.deb \
+            >/var/log/nanobot-test-install.log 2>&1' || { tail -n 30 "$CT_ROOT/var/log/nanobot-test-install.log"; return 1; }
     else
         # shellcheck disable=SC2086 # a list of package names
         ct_exec sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
             --no-install-recommends -o Dir::Cache::archives=/var/cache/nanobot-test-debs \
-            $MAIL_PACKAGES >/dev/null"
-        mkdir -p "$debs.partial"
-        cp "$CT_ROOT"/var/cache/nanobot-test-debs/*.deb "$debs.partial/"
-        rm -rf "$debs" && mv "$debs.partial" "$debs"
+            $MAIL_PACKAGES >/var/log/nanobot-test-install.log 2>&1" ||
+            { tail -n 30 "$CT_ROOT/var/log/nanobot-test-install.log"; return 1; }
+        local partial="$CACHE/.partial-debs-$SUITE-$$"
+        mkdir -p "$partial"
+        cp "$CT_ROOT"/var/cache/nanobot-test-debs/*.deb "$partial/"
+        rm -rf "$CACHE/debs-$SUITE-"* && mv "$partial" "$debs"
     fi
     rm -rf "$CT_ROOT/var/cache/nanobot-test-debs" "$CT_ROOT/usr/sbin/policy-rc.d"
     ct_exec sh -c 'command -v dovecot >/dev/null && python3 -c "import aiosmtpd"'

@@ -111,3 +111,11 @@ def test_email_allowed_sender_gets_a_threaded_reply_and_others_none(host, mailho
     log = _journal(host, since)
     assert f"Access denied for sender {MALLORY} on channel email" in log
     assert "on channel email: not authenticated" in log
+
+
+def test_firewall_lets_imaps_and_submission_out(host, test_vars):
+    status = host.check_output("ufw status")
+    for port in (test_vars["nanobot_email_imap_port"], test_vars["nanobot_email_smtp_port"]):
+        for v6 in ("", r" \(v6\)"):
+            rule = rf"^{port}/tcp{v6}\s+ALLOW OUT\s+Anywhere{v6}\s+# nanobot: email$"
+            assert re.search(rule, status, re.M), status
