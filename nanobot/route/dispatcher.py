@@ -239,8 +239,8 @@ class Dispatcher:
                 out.chat_id,
             )
             return False
-        if name is not None and self.store is not None:
-            await asyncio.to_thread(self.store.delivered, name)
+        if name is not None and self.store is not None and self.store.delivered(name):
+            await asyncio.to_thread(self.store.compact)
         return True
 
     def _spawn(self, coro) -> None:

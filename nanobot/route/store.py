@@ -135,8 +135,10 @@ class Store:
             self._unsent[rid] = out
         return rid
 
-    def delivered(self, rid: str) -> None:
-        """The channel accepted the message stored as `rid`: retire it, remember its key."""
+    def delivered(self, rid: str) -> bool:
+        """The channel accepted the message stored as `rid`: retire it, remember its key.
+        Cheap (no fsync), so the event loop may call it; True when the journal has grown past
+        its limit and compact() is due (which rewrites it: call that from a thread)."""
         with self._lock:
             self._unsent.pop(rid, None)
             key = self._reply_keys.pop(rid, None)
@@ -145,9 +147,7 @@ class Store:
                 self._remember(key)
             # No fsync for "done": it guards against kill -9 (the page cache survives it);
             # after a power cut the worst case is one reply sent twice.
-            size = self._write_now({"op": "done", "id": rid, "key": key})
-            if size > COMPACT_BYTES and not self._flushing:
-                self._compact()
+            return self._write_now({"op": "done", "id": rid, "key": key}) > COMPACT_BYTES
 
     def compact(self) -> None:
         """Rewrite the journal with what is still open (the owner of the state does this)."""
@@ -157,7 +157,8 @@ class Store:
 
     def retire(self, msg: InboundMessage) -> None:
         """Drop an accepted message without answering it (its sender cancelled the turn)."""
-        self.delivered(self.reply(msg, OutboundMessage(msg.channel, msg.chat_id, "")))
+        if self.delivered(self.reply(msg, OutboundMessage(msg.channel, msg.chat_id, ""))):
+            self.compact()
 
     def own_pending(self) -> list[InboundMessage]:
         """The messages without a reply that this process accepted."""
