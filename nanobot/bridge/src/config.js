@@ -18,14 +18,20 @@ class ConfigError extends Error {}
 
 const MIN_TOKEN = 16;
 
-function readTokenFile(file) {
+/**
+ * The token from a file nobody else can read. In systemd's per-unit credentials directory
+ * (LoadCredential*=, $CREDENTIALS_DIRECTORY) a group bit is accepted: Debian 13's systemd 257
+ * makes credentials 0440.
+ */
+function readTokenFile(file, credentialsDir) {
+  const inCredentials = Boolean(credentialsDir) && path.dirname(path.resolve(file)) === path.resolve(credentialsDir);
   let st;
   try {
     st = fs.statSync(file);
   } catch (e) {
     throw new ConfigError(`BRIDGE_TOKEN_FILE ${file} cannot be read (${e.code}); create it with mode 0600`);
   }
-  if ((st.mode & 0o077) !== 0) {
+  if ((st.mode & (inCredentials ? 0o007 : 0o077)) !== 0) {
     throw new ConfigError(`BRIDGE_TOKEN_FILE ${file} is readable by others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
   }
   return fs.readFileSync(file, 'utf8').trim();
@@ -65,7 +71,7 @@ function loadConfig(argv, env) {
     token: '',
   };
   if (cfg.help || cfg.login) return cfg;
-  if (env.BRIDGE_TOKEN_FILE) cfg.token = readTokenFile(env.BRIDGE_TOKEN_FILE);
+  if (env.BRIDGE_TOKEN_FILE) cfg.token = readTokenFile(env.BRIDGE_TOKEN_FILE, env.CREDENTIALS_DIRECTORY);
   else cfg.token = (env.BRIDGE_TOKEN || '').trim();
   if (!cfg.token) {
     throw new ConfigError('no token: set BRIDGE_TOKEN or BRIDGE_TOKEN_FILE (nanobot sends the same value, channels.whatsapp.bridgeToken)');
