@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from nanobot.apichat import ChatEndpoints, Refusal, bearer, error_body
 from nanobot.channels.request import RequestChannel
 from nanobot.config.schema import GatewayConfig
+from nanobot.deadlines import Deadline, Deadlines
 from nanobot.errors import NanobotError
 
 log = logging.getLogger("nanobot.api")
@@ -126,6 +127,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple, family: socket.AddressFamily, api: LocalAPI) -> None:
         self.address_family = family
         self.api = api
+        self.deadlines = Deadlines("nanobot-http-deadlines")  # one thread for every read deadline
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -160,7 +162,7 @@ class _Handler(ChatEndpoints, BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.api.cfg.header_timeout
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._timer: Deadline | None = None
         self._expired = False
         self._unread_body = False
         super().setup()
@@ -178,11 +180,8 @@ class _Handler(ChatEndpoints, BaseHTTPRequestHandler):
             self._linger()
 
     def _arm(self) -> None:
-        timer = threading.Timer(self.timeout, self._expire)
-        timer.daemon = True
-        with self._lock:
-            self._timer = timer
-        timer.start()
+        with self._lock:  # held while arming: _expire cannot look before _timer is set
+            self._timer = self.server.deadlines.arm(self.timeout, self._expire)
 
     def _disarm(self) -> None:
         with self._lock:
@@ -190,9 +189,9 @@ class _Handler(ChatEndpoints, BaseHTTPRequestHandler):
         if timer is not None:
             timer.cancel()
 
-    def _expire(self) -> None:
+    def _expire(self, timer: Deadline) -> None:
         with self._lock:
-            if self._timer is not threading.current_thread():
+            if self._timer is not timer:
                 return  # disarmed while this timer was firing
             self._timer, self._expired = None, True
         client = self.client_address[0]
