@@ -68,6 +68,7 @@ def secrets_by_credential(test_vars: dict) -> dict[str, str]:
         "telegram-token": ("nanobot_telegram_enabled", "nanobot_telegram_token"),
         "email-imap-password": ("nanobot_email_enabled", "nanobot_email_imap_password"),
         "email-smtp-password": ("nanobot_email_enabled", "nanobot_email_smtp_password"),
+        "whatsapp-bridge-token": ("nanobot_whatsapp_enabled", "nanobot_whatsapp_bridge_token"),
     }
     for name, (enabled, var) in channel_secrets.items():
         if test_vars.get(enabled) and test_vars.get(var):

@@ -66,13 +66,13 @@ def test_telegram_allowed_user_gets_the_reply_and_a_stranger_none(host, telegram
     telegram.push(STRANGER_TG, f"stranger {tag}", username="stranger")
     telegram.push(ALLOWED_TG, f"hello {tag}", username="owner")
 
+    def finals(state: dict) -> list[str]:  # the model's complete answers in the allowed chat
+        return [t for t in _texts_to(state, ALLOWED_TG) if t.startswith(FINAL) and "pid1=" in t]
+
+    known = len(finals(before))
+
     def replied():
-        texts = _texts_to(telegram.state(), ALLOWED_TG)
-        return (
-            [t for t in texts if t.startswith(FINAL)]
-            if len(texts) > len(_texts_to(before, ALLOWED_TG))
-            else None
-        )
+        return finals(telegram.state())[known:]
 
     final = wait_until(replied, 90, "the model's reply in the allowed user's chat")
     print(f"\nTelegram reply: {final[-1][:120]!r}")
