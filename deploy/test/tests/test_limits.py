@@ -169,7 +169,10 @@ def test_fork_bomb_is_contained(host, http, turn, test_vars):
     assert statuses and set(statuses) == {200}, statuses
     assert "timed out" in reply, reply
     assert max(counts) <= test_vars["nanobot_tasks_max"]
-    assert max(counts) >= test_vars["nanobot_tasks_max"] // 2, "the bomb never reached the limit"
+    # The sandbox's process limit (nanobot_exec_max_processes) stops it first; sampled every
+    # 0.5 s, the peak seen may fall a little short of that limit, never far.
+    cap = min(test_vars["nanobot_exec_max_processes"], test_vars["nanobot_tasks_max"])
+    assert max(counts) >= cap // 2, "the bomb never came near a limit"
     assert _props(host, "MainPID", "NRestarts") == before, "the gateway was restarted"
     # Nothing of the bomb survives the command's timeout.
     time.sleep(1)
