@@ -222,6 +222,8 @@ run_suite() {
         -e '{"nanobot_telegram_enabled": true, "nanobot_telegram_token": "x", "nanobot_telegram_allow_from": []}'
     expect_refusal "e-mail without sender authentication" "nanobot_email_trusted_authserv_ids is empty" \
         -e '{"nanobot_email_trusted_authserv_ids": []}'
+    expect_refusal "an open WhatsApp channel" "nanobot_whatsapp_allow_from is empty" \
+        -e '{"nanobot_whatsapp_enabled": true, "nanobot_whatsapp_bridge_token": "x", "nanobot_whatsapp_allow_from": []}'
     expect_refusal "nanobot_user=root" "must not be root" -e nanobot_user=root
     # A host whose firewall nftables.service manages (a stand-in unit, enabled like the real one).
     ct_exec sh -c 'printf "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n" \
