@@ -17,10 +17,10 @@ Standard library only: the container has nothing but Debian's python3.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
+from control import JSONControl
 from telegram_server import FakeTelegram, _Handler, _QuietServer
 
 
@@ -36,33 +36,21 @@ def serve_bot_api(fake: FakeTelegram, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def control_handler(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:
-    class Control(BaseHTTPRequestHandler):
-        def log_message(self, format, *args):  # keep the journal to the Bot API side
-            pass
-
-        def _json(self, status: int, obj) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+def control_handler(fake: FakeTelegram) -> type[JSONControl]:
+    class Control(JSONControl):
         def do_POST(self) -> None:
             if self.path != "/push":
-                return self._json(404, {"error": "POST /push only"})
-            length = int(self.headers.get("Content-Length") or 0)
+                return self.reply(404, {"error": "POST /push only"})
             try:
-                req = json.loads(self.rfile.read(length) or b"{}")
+                req = self.body()
                 uid = fake.push_message(int(req["user_id"]), req["text"], req.get("username"))
             except (ValueError, KeyError, TypeError) as e:
-                return self._json(400, {"error": f"{type(e).__name__}: {e}"})
-            self._json(200, {"update_id": uid})
+                return self.reply(400, {"error": f"{type(e).__name__}: {e}"})
+            self.reply(200, {"update_id": uid})
 
         def do_GET(self) -> None:
             if self.path != "/state":
-                return self._json(404, {"error": "GET /state only"})
+                return self.reply(404, {"error": "GET /state only"})
             with fake._cond:
                 state = {
                     "sent": list(fake.sent),
@@ -70,7 +58,7 @@ def control_handler(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:
                     "calls": list(fake.calls),
                 }
             state["pending"] = len(fake.pending_updates())
-            self._json(200, state)
+            self.reply(200, state)
 
     return Control
 

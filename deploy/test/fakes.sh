@@ -50,7 +50,7 @@ fakes_install_mail_packages() {
 # transient units; wait until each answers on its control port.
 fakes_start() {
     install -d -m 0755 "$CT_ROOT$FAKES_DIR"
-    install -m 0644 "$HERE/fake_telegram.py" "$HERE/mail_host.py" \
+    install -m 0644 "$HERE/fake_telegram.py" "$HERE/mail_host.py" "$HERE/control.py" \
         "$REPO/tests/fakes/telegram_server.py" "$REPO/tests/mailservers.py" "$CT_ROOT$FAKES_DIR/"
     ct_exec systemd-run --unit=nanobot-test-telegram --collect --property=DynamicUser=yes \
         /usr/bin/python3 "$FAKES_DIR/fake_telegram.py" --port "$TELEGRAM_PORT" \

@@ -28,13 +28,13 @@ import argparse
 import email.policy
 import email.utils
 import hashlib
-import json
 import shutil
 import subprocess
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import mailservers
+from control import JSONControl
 from mailservers import BOT, Dovecot, SmtpCapture
 
 IMAP_PORT, IMAPS_PORT, LMTP_PORT, SMTP_PORT = 143, 993, 24, 587
@@ -127,25 +127,13 @@ def _summary(msg) -> dict:
     }
 
 
-def control_handler(dovecot: MailHost, smtp: SmtpCapture) -> type[BaseHTTPRequestHandler]:
-    class Control(BaseHTTPRequestHandler):
-        def log_message(self, format, *args):
-            pass
-
-        def _json(self, status: int, obj) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+def control_handler(dovecot: MailHost, smtp: SmtpCapture) -> type[JSONControl]:
+    class Control(JSONControl):
         def do_POST(self) -> None:
             if self.path != "/deliver":
-                return self._json(404, {"error": "POST /deliver only"})
-            length = int(self.headers.get("Content-Length") or 0)
+                return self.reply(404, {"error": "POST /deliver only"})
             try:
-                req = json.loads(self.rfile.read(length) or b"{}")
+                req = self.body()
                 sender = req["sender"]
                 domain = sender.rpartition("@")[2]
                 authres = (
@@ -160,15 +148,15 @@ def control_handler(dovecot: MailHost, smtp: SmtpCapture) -> type[BaseHTTPReques
                 )  # fmt: skip
                 dovecot.deliver(raw, mail_from=sender)
             except (ValueError, KeyError, TypeError, OSError) as e:
-                return self._json(400, {"error": f"{type(e).__name__}: {e}"})
-            self._json(200, {"message_id": msgid})
+                return self.reply(400, {"error": f"{type(e).__name__}: {e}"})
+            self.reply(200, {"message_id": msgid})
 
         def do_GET(self) -> None:
             if self.path == "/sent":
-                return self._json(200, [_summary(m) for m in smtp.received()])
+                return self.reply(200, [_summary(m) for m in smtp.received()])
             if self.path == "/flags":
-                return self._json(200, dovecot.flags())
-            self._json(404, {"error": "GET /sent or /flags"})
+                return self.reply(200, dovecot.flags())
+            self.reply(404, {"error": "GET /sent or /flags"})
 
     return Control
 
