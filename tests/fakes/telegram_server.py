@@ -106,7 +106,7 @@ class _QuietServer(ThreadingHTTPServer):
     """A client that goes away mid-request (a killed gateway) is normal here, not an error."""
 
     daemon_threads = True
-    request_queue_size = 2048  # the default 5 drops connections when many chats are answered at once
+    request_queue_size = 2048  # the default 5 drops connections when many chats get answers
 
     def handle_error(self, request, client_address) -> None:
         import sys
