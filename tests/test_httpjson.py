@@ -79,3 +79,16 @@ def test_nan_is_refused_before_anything_is_sent(tg):
         httpjson.post_json(s, f"{tg.api_base}/x", {"v": float("nan")}, timeout=5, proxies={})
     s.close()
     assert tg.calls == []
+
+
+def test_a_ca_bundle_in_the_environment_is_used(monkeypatch, tmp_path):
+    bundle = tmp_path / "corp-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    assert httpjson.session().verify == str(bundle)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    assert httpjson.session().verify == str(bundle)
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    assert httpjson.session().verify is True
