@@ -672,6 +672,25 @@ def test_the_read_timeout_bounds_each_gap_not_the_whole_answer():
     assert body == b"abcdef" and took > 0.3
 
 
+def test_a_server_that_stops_reading_a_large_body_times_out():
+    async def script(peer):
+        await asyncio.sleep(10)  # accepts, never reads: the client's send buffers fill
+
+    async def main():
+        async with Server(script) as srv:
+            client = ahttp.Client()
+            started = time.monotonic()
+            with pytest.raises(ahttp.ReadTimedOut) as caught:
+                await client.request("POST", srv.url(), b"x" * 16_000_000, timeout=(1, 0.3))
+            took = time.monotonic() - started
+            await closed(client)
+            return caught.value, took
+
+    exc, took = run(main)
+    assert took < 2
+    assert_no_path(exc)
+
+
 def test_a_refused_connection_is_connect_failed():
     port = free_port()
 
