@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import shutil
 import socket
 import ssl
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 
 import pytest
@@ -33,12 +35,20 @@ def clean_proxy_env(monkeypatch):
 
 
 def run(main):
-    """Run main() in a fresh event loop, bounded so a hang fails the test instead of the suite."""
+    """Run main() in a fresh event loop, bounded so a hang fails the test instead of the suite,
+    and fail when a socket was left for the garbage collector to close (a leak)."""
 
     async def bounded():
         return await asyncio.wait_for(main(), 5)
 
-    return asyncio.run(bounded())
+    gc.collect()  # what earlier tests left is not this one's
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        result = asyncio.run(bounded())
+        gc.collect()
+    leaks = [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)]
+    assert not leaks
+    return result
 
 
 def answer(body=b"", status="200 OK", headers=(), version="HTTP/1.1", length=True) -> bytes:
@@ -649,6 +659,33 @@ def test_a_stall_inside_the_head_or_the_body_times_out_and_drops_the_connection(
                 await closed(client)
 
     run(main)
+
+
+@pytest.mark.parametrize("partial", [b"", b"HTTP/1.1 200 OK\r\n", answer(b"abc")[:-1]])
+def test_a_cancelled_call_drops_its_connection(partial):
+    async def main():
+        asked, dropped = asyncio.Event(), asyncio.Event()
+
+        async def script(peer):
+            await peer.request()
+            await peer.send(partial)
+            asked.set()
+            await peer.reader.read()  # until the client drops the connection
+            dropped.set()
+
+        async with Server(script) as srv:
+            client = ahttp.Client()
+            call = asyncio.ensure_future(client.request("GET", srv.url(), timeout=2))
+            await asyncio.wait_for(asked.wait(), 1)
+            await asyncio.sleep(0.01)  # the partial answer reaches the client
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await asyncio.wait_for(dropped.wait(), 1)
+            await closed(client)
+            return srv.accepts
+
+    assert run(main) == 1
 
 
 def test_the_read_timeout_bounds_each_gap_not_the_whole_answer():
