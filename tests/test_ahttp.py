@@ -993,6 +993,22 @@ def test_a_tunnel_whose_tls_fails_or_whose_proxy_stalls_is_closed(monkeypatch, c
     assert run(main) == []
 
 
+def test_an_https_proxy_is_reached_over_tls_for_http_and_https_origins(monkeypatch, certs):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs / "ca.pem"))
+
+    async def main():
+        origin = Server(keep_alive(answer(b"inner")), tls=server_tls(certs))
+        proxy = Server(forward_proxy(answer(b"proxied")), tls=server_tls(certs))
+        async with origin, proxy:
+            client = ahttp.Client(proxy=f"https://127.0.0.1:{proxy.port}")
+            plain = await client.request("GET", f"http://origin.test{SECRET_PATH}", timeout=2)
+            tunnelled = await client.request("GET", origin.url(scheme="https"), timeout=2)
+            await closed(client)
+            return plain.body, tunnelled.body, [r.line.split()[0] for r in proxy.requests]
+
+    assert run(main) == (b"proxied", b"inner", ["GET", "CONNECT"])
+
+
 # 7. TLS direct
 
 
