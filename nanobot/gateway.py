@@ -23,6 +23,12 @@ from nanobot.services.automation import Automation
 log = logging.getLogger("nanobot.gateway")
 
 
+def io_threads(turns: int) -> int:
+    """Threads for file I/O: enough for every turn's writes to overlap, capped (each thread
+    costs a stack and a malloc arena, and the disk does not get faster)."""
+    return min(turns + 8, 32)
+
+
 class Gateway:
     """Owns the channels and their supervisors, the route and the local API."""
 
@@ -55,20 +61,15 @@ class Gateway:
         }
 
     async def _warm_up(self, turns: int) -> None:
-        from nanobot.providers.http import warm_up
-
-        # Not during the first burst of messages, where it would hold the GIL for ~70 ms.
-        await asyncio.to_thread(warm_up)
-        # Threads for file I/O and model calls exist before the first burst of messages.
-        await asyncio.to_thread(workers.prestart, workers.pool("io", turns + 8), min(turns, 64))
-        await asyncio.to_thread(workers.prestart, workers.pool("llm", turns + 2), min(turns, 64))
+        # Threads for file I/O exist before the first burst of messages.
+        await asyncio.to_thread(workers.prestart, workers.pool("io", io_threads(turns)), 16)
 
     async def serve(self) -> int:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         turns = cfg.agents.defaults.max_concurrent_turns
-        # Session and inbox file I/O runs in threads; size the pool to the turns that may run.
-        loop.set_default_executor(workers.pool("io", turns + 8))
+        # Session and inbox file I/O runs in threads, a bounded number of them.
+        loop.set_default_executor(workers.pool("io", io_threads(turns)))
         agent = build_agent(cfg, self.info)
         await self._warm_up(turns)
         for name in open_channels(cfg):

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from nanobot import paths, workers
+from nanobot import paths
 from nanobot.agent.context import ContextBuilder
 from nanobot.agent.loop import Agent
 from nanobot.agent.sessions import SessionStore
@@ -77,7 +77,6 @@ def build_agent(cfg: Config, info: LoadInfo) -> Agent:
         tools=tools,
         sessions=SessionStore(paths.sessions_dir()),
         context=ContextBuilder(ws, restrict, f"tools.exec.sandbox = {cfg.tools.exec.sandbox}"),
-        executor=workers.pool("llm", d.max_concurrent_turns + 2),
     )
     if d.isolation == "sender":  # every person their own workspace and sessions
         from nanobot.agent.people import isolate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -14,8 +15,12 @@ from tests.fakes.llm_server import ScriptedLLMServer, context_exceeded, error, r
 KEY = "sk-err-test-5b7c9d1e3f"
 
 
+async def no_sleep(seconds: float) -> None:
+    pass
+
+
 def make(server, name=None, **kw):
-    kw.setdefault("sleep", lambda s: None)
+    kw.setdefault("sleep", no_sleep)
     if server.kind == "anthropic":
         return AnthropicProvider(name or "anthropic", server.url, KEY, **kw)
     return OpenAIProvider(name or "openai", server.url, KEY, **kw)
@@ -25,13 +30,15 @@ def fail(server, steps, name=None, stream=False, **kw) -> ProviderError:
     server.script(steps)
     provider = make(server, name, **kw)
     with pytest.raises(ProviderError) as exc:
-        provider.chat(
-            [{"role": "user", "content": "hi"}],
-            None,
-            "m",
-            64,
-            0.0,
-            on_delta=(lambda t: None) if stream else None,
+        asyncio.run(
+            provider.chat(
+                [{"role": "user", "content": "hi"}],
+                None,
+                "m",
+                64,
+                0.0,
+                on_delta=(lambda t: None) if stream else None,
+            )
         )
     err = exc.value
     assert err.kind in PROVIDER_ERROR_KINDS
@@ -120,11 +127,9 @@ def test_nothing_listening_is_unreachable_naming_host_and_key():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    provider = OpenAIProvider(
-        "vllm", f"http://127.0.0.1:{port}/v1", sleep=lambda s: None, max_attempts=2
-    )
+    provider = OpenAIProvider("vllm", f"http://127.0.0.1:{port}/v1", sleep=no_sleep, max_attempts=2)
     with pytest.raises(ProviderError) as exc:
-        provider.chat([{"role": "user", "content": "hi"}], None, "m", 64, 0.0)
+        asyncio.run(provider.chat([{"role": "user", "content": "hi"}], None, "m", 64, 0.0))
     assert exc.value.kind == "unreachable"
     assert f"127.0.0.1:{port}" in exc.value.user_message
     assert "providers.vllm.apiBase" in exc.value.user_message

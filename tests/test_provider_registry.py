@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import subprocess
@@ -152,8 +153,8 @@ def test_config_file_to_chat_end_to_end(tmp_path, monkeypatch, kind):
         cfg, _ = load_config(path)
         sel = select(cfg)
         assert sel.spec.name == name
-        resp = make_provider(sel).chat(
-            [{"role": "user", "content": "hi"}], None, sel.model, 64, 0.5
+        resp = asyncio.run(
+            make_provider(sel).chat([{"role": "user", "content": "hi"}], None, sel.model, 64, 0.5)
         )
         assert resp.content == "from the config"
         (req,) = llm.requests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -18,8 +19,12 @@ TOOLS = [{"type": "function", "function": {"name": "exec", "parameters": {"type"
 LONG = "one two three four five six seven eight nine ten"
 
 
+async def no_sleep(seconds: float) -> None:
+    pass
+
+
 def make(server, **kw):
-    kw.setdefault("sleep", lambda s: None)
+    kw.setdefault("sleep", no_sleep)
     if server.kind == "anthropic":
         return AnthropicProvider("anthropic", server.url, KEY, **kw)
     return OpenAIProvider("openai", server.url, KEY, **kw)
@@ -28,7 +33,7 @@ def make(server, **kw):
 def ask(provider, deltas=None, model="m", max_tokens=256, text="hi"):
     on_delta = deltas.append if deltas is not None else None
     messages = [{"role": "user", "content": text}]
-    return provider.chat(messages, TOOLS, model, max_tokens, 0.2, on_delta=on_delta)
+    return asyncio.run(provider.chat(messages, TOOLS, model, max_tokens, 0.2, on_delta=on_delta))
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
@@ -166,7 +171,9 @@ def test_an_exception_in_on_delta_cancels_and_propagates():
         llm.script([reply(LONG, chunk_delay=0.05), reply("next")])
         provider = make(llm)
         with pytest.raises(Cancelled):
-            provider.chat([{"role": "user", "content": "x"}], None, "m", 64, 0.0, on_delta)
+            asyncio.run(
+                provider.chat([{"role": "user", "content": "x"}], None, "m", 64, 0.0, on_delta)
+            )
         assert ask(provider, []).content == "next"  # the provider is still usable
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -51,19 +52,25 @@ def ant():
         yield server
 
 
+class Sleeps(list):
+    """Backoff waits recorded instead of slept: asserts on the retry policy, not on clocks."""
+
+    async def record(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 @pytest.fixture
 def sleeps():
-    """Backoff waits recorded instead of slept: asserts on the retry policy, not on clocks."""
-    return []
+    return Sleeps()
 
 
 def openai_provider(server, sleeps, key=KEY, headers=None, **kw) -> OpenAIProvider:
     kw.setdefault("strip_prefix", True)
-    return OpenAIProvider("openai", server.url, key, headers, sleep=sleeps.append, **kw)
+    return OpenAIProvider("openai", server.url, key, headers, sleep=sleeps.record, **kw)
 
 
 def anthropic_provider(server, sleeps, key=KEY, headers=None, **kw) -> AnthropicProvider:
-    return AnthropicProvider("anthropic", server.url, key, headers, sleep=sleeps.append, **kw)
+    return AnthropicProvider("anthropic", server.url, key, headers, sleep=sleeps.record, **kw)
 
 
 def txt(text: str) -> dict:
@@ -75,7 +82,7 @@ def oa_call(call_id: str, name: str, arguments: str) -> dict:
 
 
 def ask(provider, text="hi", tools=None, model="openai/gpt-4o") -> LLMResponse:
-    return provider.chat([{"role": "user", "content": text}], tools, model, 256, 0.2)
+    return asyncio.run(provider.chat([{"role": "user", "content": text}], tools, model, 256, 0.2))
 
 
 # --- OpenAI-compatible ------------------------------------------------------------------------
@@ -136,7 +143,7 @@ def test_openai_history_with_tool_messages_is_sent_as_given(oai, sleeps):
         {"role": "tool", "tool_call_id": "c1", "name": "exec", "content": "a b"},
     ]
     oai.script([reply("done")])
-    openai_provider(oai, sleeps).chat(history, TOOLS, "gpt-4o", 100, 0.0)
+    asyncio.run(openai_provider(oai, sleeps).chat(history, TOOLS, "gpt-4o", 100, 0.0))
     sent = oai.requests[0].json["messages"]
     assert sent[1] == {"role": "user", "content": "list"}  # session metadata stays local
     assert sent[2]["tool_calls"][0]["id"] == "c1"
@@ -210,7 +217,7 @@ def test_anthropic_receives_converted_conversation(ant, sleeps):
         {"role": "user", "content": "and?"},
     ]
     ant.script([reply("A says A-text")])
-    anthropic_provider(ant, sleeps).chat(history, TOOLS, "claude-x", 512, 1.5)
+    asyncio.run(anthropic_provider(ant, sleeps).chat(history, TOOLS, "claude-x", 512, 1.5))
     body = ant.requests[0].json
     assert body["system"] == "You are nanobot.\n\nMemory: likes tea."
     assert body["temperature"] == 1.0  # Anthropic's maximum
@@ -260,7 +267,7 @@ def test_anthropic_conversion_merges_roles_and_starts_with_user():
 
 
 def test_anthropic_api_base_with_v1_suffix_is_not_doubled(ant, sleeps):
-    provider = AnthropicProvider("anthropic", ant.url + "/v1/", KEY, sleep=sleeps.append)
+    provider = AnthropicProvider("anthropic", ant.url + "/v1/", KEY, sleep=sleeps.record)
     assert ask(provider, model="claude-x").content == "ok"
     assert ant.requests[0].path == "/v1/messages"
 
@@ -322,7 +329,7 @@ def test_query_string_never_appears_in_errors_or_logs(oai, sleeps, caplog):
         caplog.at_level(logging.WARNING, logger="nanobot.providers"),
         pytest.raises(ProviderError) as exc,
     ):
-        http.post_json(url, {}, {"model": "m"}, max_attempts=2, sleep=sleeps.append)
+        asyncio.run(http.post_json(url, {}, {"model": "m"}, max_attempts=2, sleep=sleeps.record))
     assert "QUERYSECRET123" not in str(exc.value) and "QUERYSECRET123" not in caplog.text
     assert "127.0.0.1" in str(exc.value)  # the host is there to point at the culprit
 
@@ -359,7 +366,7 @@ def test_connection_refused_exhausts_attempts(sleeps):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     provider = OpenAIProvider(
-        "vllm", f"http://127.0.0.1:{port}/v1", sleep=sleeps.append, max_attempts=3
+        "vllm", f"http://127.0.0.1:{port}/v1", sleep=sleeps.record, max_attempts=3
     )
     with pytest.raises(ProviderError) as exc:
         ask(provider)
@@ -369,7 +376,7 @@ def test_connection_refused_exhausts_attempts(sleeps):
 
 @pytest.mark.parametrize("base", ["localhost:8000/v1", "ftp://127.0.0.1/v1"])
 def test_unusable_api_base_fails_at_once_naming_the_key(sleeps, base):
-    provider = OpenAIProvider("ollama", base, sleep=sleeps.append)
+    provider = OpenAIProvider("ollama", base, sleep=sleeps.record)
     with pytest.raises(ProviderError, match=r"providers\.ollama\.apiBase") as exc:
         ask(provider)
     assert "after" not in str(exc.value) and sleeps == []
@@ -450,7 +457,7 @@ def test_concurrent_calls_are_counted_and_echo_responder(oai, sleeps):
 
 
 def test_wrong_path_is_answered_with_a_hint(oai, sleeps):
-    provider = OpenAIProvider("custom", oai.url.removesuffix("/v1"), sleep=sleeps.append)
+    provider = OpenAIProvider("custom", oai.url.removesuffix("/v1"), sleep=sleeps.record)
     with pytest.raises(ProviderError) as exc:
         ask(provider)
     assert "HTTP 404" in str(exc.value) and "apiBase" in str(exc.value)

@@ -163,11 +163,7 @@ async def summarise(agent: Agent, summary: str | None, older: list[dict[str, Any
         {"role": "user", "content": transcript(summary, older)},
     ]
     max_tokens = min(agent.settings.max_tokens, SUMMARY_MAX_TOKENS)
-    loop = asyncio.get_running_loop()
-    call = loop.run_in_executor(
-        agent.executor,
-        lambda: agent.provider.chat(messages, None, agent.model, max_tokens, 0.2, None),
-    )
+    call = agent.provider.chat(messages, None, agent.model, max_tokens, 0.2, None)
     reply = await asyncio.wait_for(call, SUMMARY_TIMEOUT)
     text = (reply.content or "").strip()
     if not text:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nanobot.agent import compaction, textcalls
@@ -63,7 +62,6 @@ class Agent:
     tools: ToolRegistry
     sessions: SessionStore
     context: ContextBuilder
-    executor: ThreadPoolExecutor
 
     async def handle(self, msg: InboundMessage, ctx: ToolContext) -> str:
         """A user message: `/reset`, `/help`, idle expiry, then a turn."""
@@ -125,17 +123,17 @@ class Agent:
         """One model call; a context overflow trims the turn and is retried once."""
         definitions = self.tools.definitions() if tools else None
         try:
-            return await stream_chat(turn, self.executor, definitions, self._call)
+            return await stream_chat(turn, definitions, self._call)
         except ProviderError as e:
             if e.kind != "context_length" or turn.trimmed:
                 raise
             log.warning("session %s: over the model's context; retrying trimmed once", turn.key)
             turn.trim()
-            return await stream_chat(turn, self.executor, definitions, self._call)
+            return await stream_chat(turn, definitions, self._call)
 
-    def _call(self, messages, definitions, on_delta) -> LLMResponse:
+    async def _call(self, messages, definitions, on_delta) -> LLMResponse:
         s = self.settings
-        return self.provider.chat(
+        return await self.provider.chat(
             messages, definitions or None, self.model, s.max_tokens, s.temperature, on_delta
         )
 

@@ -106,7 +106,6 @@ class People:
             tools=tools,
             sessions=SessionStore(root / "sessions"),
             context=ContextBuilder(ws, restrict, s.context.sandbox_name),
-            executor=s.executor,
         )
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,34 +92,26 @@ class _Gate:
 
 async def stream_chat(
     turn: Turn,
-    executor: Executor,
     definitions: list[dict[str, Any]] | None,
-    call: Callable[..., LLMResponse],
+    call: Callable[..., Awaitable[LLMResponse]],
 ) -> LLMResponse:
     """One model call for `turn`, streamed through a gate to its progress; `call(messages,
-    definitions, on_delta)` makes the blocking provider call. Returns as soon as the turn is
-    cancelled (the worker thread closes the connection on its next piece of text)."""
+    definitions, on_delta)` is the provider's coroutine. Returns as soon as the turn is
+    cancelled: the call is cancelled with it, which closes its connection."""
     turn.check_cancelled()
-    loop = asyncio.get_running_loop()
     gate = _Gate(turn)
     cancel = turn.progress.cancel
-    messages = list(turn.messages)
-
-    def on_delta(text: str) -> None:
-        if cancel.is_set():
-            raise TurnCancelled
-        loop.call_soon_threadsafe(gate.feed, text)
-
-    fut = loop.run_in_executor(executor, lambda: call(messages, definitions, on_delta))
-    waiter = asyncio.ensure_future(cancel.wait())
-    try:
-        await asyncio.wait({fut, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-    if not fut.done():
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody waits for it
+    task = asyncio.ensure_future(call(list(turn.messages), definitions, gate.feed))
+    if not cancel.is_set():
+        waiter = asyncio.ensure_future(cancel.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+    if not task.done():
+        task.cancel()
         raise TurnCancelled
-    reply = fut.result()
+    reply = task.result()
     if reply.usage:
         turn.progress.usage(reply.usage)
     return reply

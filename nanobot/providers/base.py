@@ -38,15 +38,16 @@ class LLMResponse:
 
 
 class Provider(Protocol):
-    """What the agent loop needs from an LLM API. `chat` blocks (run it in a worker thread).
+    """What the agent loop needs from an LLM API. `chat` is a coroutine: it runs on the event
+    loop, and cancelling it closes its connection.
 
     messages and tools are in OpenAI Chat Completions shape whatever the provider speaks;
     `model` may carry a routing prefix ("anthropic/claude-x"), the provider strips it as needed.
     max_tokens is an upper bound: a provider that knows the model's context window lowers it
     so that prompt + answer fit.
 
-    on_delta: when given, the answer is streamed and on_delta(text) is called from the
-    calling (worker) thread with each piece of answer text as it arrives (never with "");
+    on_delta: when given, the answer is streamed and on_delta(text) is called on the
+    event loop with each piece of answer text as it arrives (never with "");
     tool-call arguments are not passed to it. A server without streaming gets one plain
     request and on_delta receives the whole text at once. An exception raised by on_delta
     closes the connection and propagates unchanged (a way to cancel a reply).
@@ -58,7 +59,7 @@ class Provider(Protocol):
 
     name: str
 
-    def chat(
+    async def chat(
         self,
         messages: list[dict],
         tools: list[dict] | None,
@@ -206,7 +207,7 @@ class HTTPProvider:
         """A fresh stream accumulator: .feed(event, data) per SSE event, .result()."""
         raise NotImplementedError
 
-    def chat(
+    async def chat(
         self,
         messages: list[dict],
         tools: list[dict] | None,
@@ -218,13 +219,19 @@ class HTTPProvider:
         """One call (see Provider.chat); raises ProviderError after retries or on a bad answer."""
         from nanobot.providers import http
 
-        max_tokens = self.budget.max_tokens(max_tokens, messages, tools, self.model_name(model))
+        args = (max_tokens, messages, tools, self.model_name(model))
+        if self.budget.probing:  # the first call may ask the server (blocking, with requests)
+            import asyncio
+
+            max_tokens = await asyncio.to_thread(self.budget.max_tokens, *args)
+        else:
+            max_tokens = self.budget.max_tokens(*args)
         body = self.request_body(messages, tools, model, max_tokens, temperature)
         options = dict(self._post_options, label=self.name)
         while on_delta is not None and self._stream:
             acc = self.accumulator(on_delta)
             try:
-                data = http.stream_events(
+                data = await http.stream_events(
                     self.url, self.headers(), self.stream_body(body), acc.feed, **options
                 )
             except ProviderError as e:
@@ -235,7 +242,7 @@ class HTTPProvider:
                 return acc.result()
             break  # the server ignored "stream": it answered with one JSON object
         else:
-            data = http.post_json(self.url, self.headers(), body, **options)
+            data = await http.post_json(self.url, self.headers(), body, **options)
         reply = self.parse(data)
         if on_delta is not None and reply.content:
             on_delta(reply.content)

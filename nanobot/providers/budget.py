@@ -52,6 +52,11 @@ class TokenBudget:
         """The window if configured or already probed; never probes."""
         return self._window
 
+    @property
+    def probing(self) -> bool:
+        """Whether the next call will probe the server (once; it blocks)."""
+        return self._probe is not None
+
     def window(self, model: str) -> int | None:
         if self._probe is not None:
             with self._lock:

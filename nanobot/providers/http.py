@@ -1,6 +1,7 @@
 """POST JSON to an LLM API (plain or streamed) with timeouts and bounded, jittered retries.
 
-`requests` loads lazily.
+Calls run on the event loop (nanobot.ahttp, a pool of keep-alive connections per loop); only
+the optional context-window probe (get_json) uses requests, loaded when it runs.
 
 Environment: NANOBOT_RETRY_BASE_DELAY (float seconds, default 1.0) sets the first backoff step
 when the caller passes no base_delay — the CLI's integration tests set it to 0.01 to run fast.
@@ -8,18 +9,21 @@ when the caller passes no base_delay — the CLI's integration tests set it to 0
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from nanobot import httpjson
 from nanobot.backoff import Backoff
 from nanobot.errors import ProviderError
 from nanobot.security.redact import MASK, redact
+
+if TYPE_CHECKING:  # asyncio (and ssl with it) load when a call is made, not at start-up
+    from nanobot import ahttp
 
 log = logging.getLogger("nanobot.providers")
 
@@ -30,21 +34,12 @@ DEFAULT_BASE_DELAY = 1.0
 EXCERPT_CHARS = 300
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
 
-# One Session per thread: connection reuse without sharing a pool across the executor's threads
-# (a shared pool of 10 would discard connections when 50 turns call the LLM at once).
-_local = threading.local()
+POOL = 1024  # idle connections kept per model server: a burst of turns reuses them all
 
 
-def _session():
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = httpjson.session()
-    return session
-
-
-def warm_up() -> None:
-    """Import requests now (it takes tens of ms of CPU), e.g. before a gateway takes traffic."""
-    import requests  # noqa: F401
+@functools.cache
+def _probe_session():
+    return httpjson.session()
 
 
 def env_base_delay() -> float:
@@ -129,17 +124,7 @@ def _host(url: str) -> str:
     return (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
 
 
-def is_read_timeout(exc: BaseException) -> bool:
-    """True for a read timeout however requests wrapped it (mid-stream it is a ConnectionError)."""
-    import requests
-    from urllib3.exceptions import ReadTimeoutError
-
-    if isinstance(exc, requests.ReadTimeout | ReadTimeoutError):
-        return True
-    return any(isinstance(a, ReadTimeoutError) for a in getattr(exc, "args", ()))
-
-
-def open_request(
+async def open_request(
     url: str,
     headers: dict[str, str],
     body: dict,
@@ -149,10 +134,10 @@ def open_request(
     max_attempts: int = 5,
     base_delay: float | None = None,
     max_delay: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
     label: str = "",
-):
-    """POST body as JSON and return the 2xx requests.Response (its body unread when stream).
+) -> ahttp.Response:
+    """POST body as JSON and return the 2xx response (its body unread when stream).
 
     Retries 408/429/5xx/529 (not an exhausted quota), refused or dropped connections and
     connect timeouts, up to max_attempts in all, waiting Retry-After when given (capped at
@@ -163,59 +148,51 @@ def open_request(
     redacted body excerpt, never the query string, the key or the headers.
     `label` (a provider name) only shapes messages.
     """
-    import requests
+    import asyncio
 
+    from nanobot import ahttp
     from nanobot.providers import failures
 
+    sleep = sleep or asyncio.sleep
     max_attempts = max(1, max_attempts)
     if base_delay is None:
         base_delay = env_base_delay()
     target = _target(url)
     name = label or "LLM API"
     secrets = _secret_values(headers)
-    session = _session()
     failure = ""
     status: int | None = None
     text = ""
     for attempt in range(1, max_attempts + 1):
         wait = None
         try:
-            resp = httpjson.post_json(
-                session,
-                url,
-                body,
-                headers=headers,
-                timeout=timeout,
-                stream=stream,
-                proxies=httpjson.proxies_for(url),
+            resp = await ahttp.loop_client(POOL).post_json(
+                url, body, headers=headers, timeout=timeout, stream=stream
             )
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-        ) as e:
-            if is_read_timeout(e):
-                raise failures.timed_out(
-                    f"{name} request to {target}: no answer within the read timeout of "
-                    f"{timeout[1]:g} s (not retried: the server may still be working on it)",
-                    timeout[1],
-                    label,
-                    stream,
-                ) from None
-            # str(e) quotes the URL, so only the exception's type is reported.
-            status, failure = None, f"{type(e).__name__} (no answer from the server)"
-        except requests.RequestException as e:  # a bad URL or header: retrying cannot help
+        except ahttp.ReadTimedOut:
+            raise failures.timed_out(
+                f"{name} request to {target}: no answer within the read timeout of "
+                f"{timeout[1]:g} s (not retried: the server may still be working on it)",
+                timeout[1],
+                label,
+                stream,
+            ) from None
+        except ahttp.TransportError as e:
+            status, failure = None, f"{type(e).__name__} ({e})"
+        except ValueError as e:  # a bad URL or header, or a body that is not JSON
             where = f"providers.{label}" if label else "the provider's config"
             raise failures.unreachable(
-                f"{name} request to {target} could not be sent ({type(e).__name__}) — "
+                f"{name} request to {target} could not be sent ({type(e).__name__}: {e}) — "
                 f"fix: check {where}.apiBase (an http(s) URL) and {where}.extraHeaders",
                 _host(url),
                 label,
             ) from None
         else:
-            status = resp.status_code
+            status = resp.status
             if 200 <= status < 300:
                 return resp
+            if stream:
+                await _read_error_body(resp, timeout[1])
             text = resp.text
             for secret in secrets:
                 text = text.replace(secret, MASK)
@@ -227,7 +204,7 @@ def open_request(
                     kind=kind,
                     user_message=user,
                 )
-            wait = parse_retry_after(resp.headers.get("Retry-After"))
+            wait = parse_retry_after(resp.headers.get("retry-after"))
         if attempt == max_attempts:
             break
         if wait is None:
@@ -242,7 +219,7 @@ def open_request(
             max_attempts,
             wait,
         )
-        sleep(wait)
+        await sleep(wait)
     detail = (
         f"{name} request to {target} failed after {max_attempts} attempts: {failure}"
         f"{_hint(status, label)}"
@@ -253,14 +230,24 @@ def open_request(
     raise ProviderError(detail, kind=kind, user_message=user)
 
 
-def post_json(url: str, headers: dict[str, str], body: dict, **options) -> dict:
+async def _read_error_body(resp: ahttp.Response, read_timeout: float) -> None:
+    """An error answer's body (for its message), or as much as came before it broke."""
+    from nanobot import ahttp
+
+    try:
+        await resp.read()
+    except ahttp.TransportError:
+        resp.close()
+
+
+async def post_json(url: str, headers: dict[str, str], body: dict, **options) -> dict:
     """open_request(stream=False) and the decoded JSON object of its 2xx answer."""
-    resp = open_request(url, headers, body, **options)
+    resp = await open_request(url, headers, body, **options)
     name = options.get("label") or "LLM API"
     return _decode(resp, name, _target(url), _secret_values(headers), options.get("label", ""))
 
 
-def stream_events(
+async def stream_events(
     url: str,
     headers: dict[str, str],
     body: dict,
@@ -276,36 +263,44 @@ def stream_events(
     mid-stream raises kind="unreachable" (not retried: part of the answer may be shown).
     An exception raised by on_event closes the connection and propagates unchanged.
     """
-    import requests
-
+    from nanobot import ahttp
     from nanobot.providers import failures
-    from nanobot.providers.sse import iter_events
+    from nanobot.providers.sse import EventSplitter
 
     label = options.get("label", "")
     name = label or "LLM API"
     target = _target(url)
     read_timeout = options.get("timeout", DEFAULT_TIMEOUT)[1]
-    resp = open_request(url, headers, body, stream=True, **options)
+    resp = await open_request(url, headers, body, stream=True, **options)
     try:
-        ctype = resp.headers.get("Content-Type", "").lower()
-        if "text/event-stream" not in ctype:
-            return _decode(resp, name, target, _secret_values(headers), label)
-        try:
-            for event, data in iter_events(resp.iter_content(chunk_size=None)):
-                on_event(event, data)
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-            if is_read_timeout(e):
-                raise failures.timed_out(
-                    f"{name} stream from {target} stalled: no data for {read_timeout:g} s",
-                    read_timeout,
-                    label,
-                    True,
+        if "text/event-stream" not in resp.headers.get("content-type", "").lower():
+            try:
+                await resp.read()
+            except ahttp.TransportError as e:
+                raise failures.unreachable(
+                    f"{name} answer from {target} broke off ({e})", _host(url), label
                 ) from None
+            return _decode(resp, name, target, _secret_values(headers), label)
+        events = EventSplitter()
+        try:
+            async for chunk in resp.chunks():
+                for event, data in events.feed(chunk):
+                    on_event(event, data)
+        except ahttp.ReadTimedOut:
+            raise failures.timed_out(
+                f"{name} stream from {target} stalled: no data for {read_timeout:g} s",
+                read_timeout,
+                label,
+                True,
+            ) from None
+        except ahttp.TransportError as e:
             raise failures.unreachable(
-                f"{name} stream from {target} broke mid-answer ({type(e).__name__})",
+                f"{name} stream from {target} broke mid-answer ({e})",
                 _host(url),
                 label,
             ) from None
+        for event, data in events.end():
+            on_event(event, data)
     finally:
         resp.close()
     return None
@@ -320,7 +315,7 @@ def _decode(resp, name: str, target: str, secrets: list[str], label: str = "") -
         data = None
     if not isinstance(data, dict):
         raise malformed(
-            f"{name} request to {target} returned HTTP {resp.status_code} without a JSON object: "
+            f"{name} request to {target} returned HTTP {resp.status} without a JSON object: "
             f"{_excerpt(resp.text, secrets)}",
             label,
         )
@@ -332,7 +327,7 @@ def get_json(url: str, headers: dict[str, str], timeout: tuple[float, float]) ->
     import requests
 
     try:
-        resp = _session().get(
+        resp = _probe_session().get(
             url, headers=headers, timeout=timeout, proxies=httpjson.proxies_for(url)
         )
         if resp.status_code != 200:

@@ -2,41 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 
+class EventSplitter:
+    """Splits byte chunks into SSE events (https://html.spec.whatwg.org/#event-stream-interpretation).
 
-def iter_events(chunks: Iterable[bytes]) -> Iterator[tuple[str, str]]:
-    """Split byte chunks into SSE events (https://html.spec.whatwg.org/#event-stream-interpretation).
-
-    Yields (event, data): event is "" when the server names none ("message" in the spec),
-    data is the event's data lines joined by "\\n". Comment lines (": ping") and fields other
-    than event/data are skipped; an event without data is not yielded. A last event without
-    its closing blank line is still yielded when the body ends.
+    feed(chunk) returns the events the chunk completed, end() the last one when the body ended
+    without its closing blank line. An event is (event, data): event is "" when the server names
+    none ("message" in the spec), data is the event's data lines joined by "\\n". Comment lines
+    (": ping") and fields other than event/data are skipped; an event without data is dropped.
     """
-    buffer = b""
-    event, data = "", []
-    for chunk in chunks:
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         if not chunk:
-            continue
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
+            return []
+        out = []
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
         for raw in lines:
             line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
             if not line:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = "", []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
-    tail = buffer.rstrip(b"\r").decode("utf-8", errors="replace")
-    if tail.startswith("data:"):
-        data.append(tail[5:].removeprefix(" "))
-    if data:
-        yield event, "\n".join(data)
+                if self._data:
+                    out.append((self._event, "\n".join(self._data)))
+                self._event, self._data = "", []
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "data":
+                    self._data.append(value)
+                elif name == "event":
+                    self._event = value
+        return out
+
+    def end(self) -> list[tuple[str, str]]:
+        tail = self._buffer.rstrip(b"\r").decode("utf-8", errors="replace")
+        self._buffer = b""
+        if tail.startswith("data:"):
+            self._data.append(tail[5:].removeprefix(" "))
+        event, data = self._event, self._data
+        self._event, self._data = "", []
+        return [(event, "\n".join(data))] if data else []
