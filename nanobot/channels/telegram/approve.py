@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from nanobot.channels.base import SendError
 from nanobot.channels.telegram.botapi import TelegramError, TransportError, is_int
 from nanobot.route.message import OutboundMessage
-from nanobot.workers import run_pooled
 
 if TYPE_CHECKING:
     from nanobot.channels.telegram.channel import TelegramChannel
@@ -121,6 +120,6 @@ async def on_callback(channel: TelegramChannel, query: Any) -> None:
 async def _call(channel: TelegramChannel, method: str, **params: Any) -> None:
     """One best-effort Bot API call (a failure is logged: the answer already counted)."""
     try:
-        await run_pooled(channel.api.request, method, params, timeout=10)
+        await channel.api.call(method, params, timeout=10)
     except (TelegramError, TransportError) as e:
         log.warning("Telegram %s failed: %s", method, e)

@@ -1,4 +1,5 @@
-"""Telegram Bot API over requests: calls with retries, downloads, update parsing."""
+"""Telegram Bot API: JSON calls on the event loop (nanobot.ahttp), file uploads and downloads
+with requests in a worker thread, retries, update parsing."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,10 +16,9 @@ from urllib.parse import quote
 
 import requests
 
-from nanobot import httpjson
+from nanobot import ahttp, httpjson
 from nanobot.backoff import Backoff
 from nanobot.security.redact import redact
-from nanobot.workers import run_pooled
 
 log = logging.getLogger("nanobot.channels.telegram")
 
@@ -50,7 +50,8 @@ class BotAPI:
     """Bot API over HTTPS: POST {api_base}/bot{token}/{method} with a JSON body.
 
     The URL holds the token, so it is never logged or put into an exception: errors name the
-    method only, and requests' own exceptions (which quote the URL) are replaced, not chained.
+    method only, and the transports' own exceptions (which may quote the URL) are replaced, not
+    chained.
     """
 
     def __init__(self, token: str, api_base: str, *, proxy: str = "", timeout: float = 30.0):
@@ -60,63 +61,58 @@ class BotAPI:
         self._proxies = httpjson.proxies_for(base, proxy)
         self.timeout = timeout
         # Idle connections kept: one per reply that may be sent at once in a burst.
-        self.session = httpjson.session(pool=256)
+        self.client = ahttp.Client(proxy=proxy, pool=256)
+        self._session: requests.Session | None = None
+
+    @property
+    def session(self) -> requests.Session:
+        """requests, for uploads and downloads (made on first use)."""
+        if self._session is None:
+            self._session = httpjson.session()
+        return self._session
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()
+        if self._session is not None:
+            self._session.close()
 
-    def request(
-        self,
-        method: str,
-        params: dict | None = None,
-        *,
-        timeout: float | None = None,
-        upload: tuple[str, Path] | None = None,
-    ):
-        """One blocking call; returns `result` or raises TelegramError / TransportError.
-        `upload` (field, path) sends the file as multipart/form-data with params as fields."""
+    async def call(self, method: str, params: dict | None = None, *, timeout: float | None = None):
+        """One call on the event loop; returns `result` or raises TelegramError /
+        TransportError. Cancelling it closes its connection."""
         try:
-            if upload is None:
-                r = httpjson.post_json(
-                    self.session,
+            r = await self.client.post_json(
+                self._url + method, params or {}, timeout=timeout or self.timeout
+            )
+        except (ahttp.TransportError, ValueError) as e:
+            raise TransportError(f"{method}: {type(e).__name__}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        return _result(method, r.status, body)
+
+    def upload(
+        self, method: str, params: dict, field: str, path: Path, *, timeout: float | None = None
+    ):
+        """One blocking call sending the file at path as multipart/form-data (params as
+        fields); returns `result` or raises TelegramError / TransportError."""
+        fields = {k: str(v) for k, v in params.items()}
+        try:
+            with open(path, "rb") as f:
+                r = self.session.post(
                     self._url + method,
-                    params or {},
+                    data=fields,
+                    files={field: (path.name, f)},
                     timeout=timeout or self.timeout,
                     proxies=self._proxies,
                 )
-            else:
-                field, path = upload
-                fields = {k: str(v) for k, v in (params or {}).items()}
-                with open(path, "rb") as f:
-                    r = self.session.post(
-                        self._url + method,
-                        data=fields,
-                        files={field: (path.name, f)},
-                        timeout=timeout or self.timeout,
-                        proxies=self._proxies,
-                    )
-            body = r.json()
-        except requests.JSONDecodeError:
-            if r.status_code >= 400:
-                raise TelegramError(
-                    method, r.status_code, "answer without a Bot API body"
-                ) from None
-            raise TransportError(f"{method}: answer is not JSON") from None
+            try:
+                body = r.json()
+            except requests.JSONDecodeError:
+                body = None
         except (requests.RequestException, OSError) as e:
             raise TransportError(f"{method}: {type(e).__name__}") from None
-        if not isinstance(body, dict):
-            raise TransportError(f"{method}: answer is not a JSON object")
-        if body.get("ok") is True:
-            return body.get("result")
-        params_ = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-        retry_after = params_.get("retry_after")
-        code = body.get("error_code")
-        raise TelegramError(
-            method,
-            code if isinstance(code, int) else r.status_code,
-            str(body.get("description", "")),
-            float(retry_after) if isinstance(retry_after, int | float) else None,
-        )
+        return _result(method, r.status_code, body)
 
     def download(self, file_path: str, dest: Path, max_bytes: int, *, timeout: float = 60.0) -> int:
         """Stream {api_base}/file/bot{token}/{file_path} into dest (created 0600, must not exist).
@@ -157,16 +153,42 @@ class BotAPI:
         return total
 
 
+def _result(method: str, status: int, body: Any):
+    """The `result` of a Bot API answer, or the TelegramError / TransportError it means."""
+    if body is None:
+        if status >= 400:
+            raise TelegramError(method, status, "answer without a Bot API body")
+        raise TransportError(f"{method}: answer is not JSON")
+    if not isinstance(body, dict):
+        raise TransportError(f"{method}: answer is not a JSON object")
+    if body.get("ok") is True:
+        return body.get("result")
+    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    retry_after = params.get("retry_after")
+    code = body.get("error_code")
+    raise TelegramError(
+        method,
+        code if isinstance(code, int) else status,
+        str(body.get("description", "")),
+        float(retry_after) if isinstance(retry_after, int | float) else None,
+    )
+
+
 async def with_retries(
-    what: str, fn: Callable[..., T], *args: Any, budget: float, backoff: Backoff, **kwargs: Any
+    what: str,
+    fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    budget: float,
+    backoff: Backoff,
+    **kwargs: Any,
 ) -> T:
-    """Await fn(*args) in a thread, retrying 429 (after retry_after), 5xx and transport errors
+    """Await fn(*args), retrying 429 (after retry_after), 5xx and transport errors
     while the next attempt would still start within `budget` seconds; other errors are raised."""
     deadline = time.monotonic() + budget
     attempt = 0
     while True:
         try:
-            return await run_pooled(fn, *args, **kwargs)
+            return await fn(*args, **kwargs)
         except TelegramError as e:
             if e.code == 429:
                 wait = e.retry_after if e.retry_after is not None else backoff.delay(attempt)

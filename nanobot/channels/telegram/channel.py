@@ -30,7 +30,7 @@ from nanobot.channels.telegram.media import MediaFetcher
 from nanobot.errors import ConfigError
 from nanobot.route.message import InboundMessage, OutboundMessage
 from nanobot.route.route import Route
-from nanobot.workers import pool, prestart, run_detached, run_pooled
+from nanobot.workers import run_pooled
 
 log = logging.getLogger("nanobot.channels.telegram")
 
@@ -97,7 +97,7 @@ class TelegramChannel(BaseChannel):
             self._chat_action, interval=typing_interval, delay=typing_delay, limit=typing_max
         )
         self._failures = 0
-        self.drafts = Drafts(self.api.request, send_progress, send_tool_hints)
+        self.drafts = Drafts(self.api.call, send_progress, send_tool_hints)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -107,7 +107,6 @@ class TelegramChannel(BaseChannel):
             raise ConfigError("Telegram is enabled but channels.telegram.token is empty")
         self._set_status("starting")
         self._offset = await asyncio.to_thread(self._load_offset)
-        await asyncio.to_thread(prestart, pool("net"), 16)
         try:
             await self._connect()
             while not self._stop_event.is_set():
@@ -121,6 +120,7 @@ class TelegramChannel(BaseChannel):
         if self._saver is not None:
             await asyncio.gather(self._saver, return_exceptions=True)
         self.typing.stop()
+        self.api.close()
         self._set_status("stopped")
 
     async def _until_stop(self, aw: Awaitable[T]) -> T:
@@ -131,7 +131,7 @@ class TelegramChannel(BaseChannel):
         finally:
             waiter.cancel()
             if not task.done():
-                task.cancel()  # the thread behind it finishes on its own; its answer is dropped
+                task.cancel()  # its connection is closed; an answer on the way is dropped
         if not task.done():
             raise _Stopped
         return task.result()
@@ -146,9 +146,7 @@ class TelegramChannel(BaseChannel):
     async def _api(self, method: str, params: dict | None = None, timeout: float = 30.0) -> Any:
         """One call, interrupted by stop(); 401/404 (bad token) become ConfigError."""
         try:
-            return await self._until_stop(
-                run_detached(self.api.request, method, params, timeout=timeout)
-            )
+            return await self._until_stop(self.api.call(method, params, timeout=timeout))
         except TelegramError as e:
             if e.code in (401, 404):
                 self._set_status(f"error: token rejected ({e.code})")
@@ -188,7 +186,7 @@ class TelegramChannel(BaseChannel):
         self._failures = 0
         self.bot_username = me.get("username") if isinstance(me, dict) else None
         log.info("Telegram bot @%s connected; polling for updates", self.bot_username)
-        await register_commands(self.api.request)
+        await register_commands(self.api.call)
         self._set_status("running")
 
     async def _poll(self) -> list:
@@ -337,13 +335,15 @@ class TelegramChannel(BaseChannel):
         try:
             await with_retries(
                 "sendDocument",
-                self.api.request,
+                run_pooled,
+                self.api.upload,
                 "sendDocument",
                 {"chat_id": chat_id},
+                "document",
+                path,
                 budget=self.send_budget,
                 backoff=self.backoff,
                 timeout=120,
-                upload=("document", path),
             )
         except (TelegramError, TransportError) as e:
             raise SendError(f"Telegram sendDocument failed for {path.name}: {e}") from None
@@ -351,7 +351,7 @@ class TelegramChannel(BaseChannel):
     async def _send_part(self, params: dict) -> None:
         await with_retries(
             "sendMessage",
-            self.api.request,
+            self.api.call,
             "sendMessage",
             params,
             budget=self.send_budget,
@@ -370,7 +370,7 @@ class TelegramChannel(BaseChannel):
     async def _chat_action(self, chat_id: str) -> None:
         params = {"chat_id": chat_id, "action": "typing"}
         try:
-            await run_pooled(self.api.request, "sendChatAction", params, timeout=10)
+            await self.api.call("sendChatAction", params, timeout=10)
         except (TelegramError, TransportError) as e:
             log.debug("sendChatAction failed: %s", e)
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nanobot.agent.progress import TurnProgress
 from nanobot.channels.telegram.botapi import TelegramError, TransportError
-from nanobot.workers import run_pooled
 
 log = logging.getLogger("nanobot.channels.telegram")
 
@@ -28,13 +27,13 @@ COMMANDS = [
     {"command": "reset", "description": "start a new conversation"},
 ]
 
-Request = Callable[..., Any]  # BotAPI.request(method, params, timeout=…)
+Request = Callable[..., Awaitable[Any]]  # BotAPI.call(method, params, timeout=…)
 
 
 async def register_commands(request: Request) -> None:
     """setMyCommands, so that Telegram offers the commands in its menu; failure is logged."""
     try:
-        await run_pooled(request, "setMyCommands", {"commands": COMMANDS}, timeout=10)
+        await request("setMyCommands", {"commands": COMMANDS}, timeout=10)
     except (TelegramError, TransportError) as e:
         log.warning("Telegram setMyCommands failed (%s); the command menu stays as it was", e)
 
@@ -117,11 +116,11 @@ class Draft(TurnProgress):
                 if self._reply_to and str(self._reply_to).isdigit():
                     params["reply_to_message_id"] = int(self._reply_to)
                     params["allow_sending_without_reply"] = True
-                result = await run_pooled(self._request, "sendMessage", params, timeout=15)
+                result = await self._request("sendMessage", params, timeout=15)
                 self.message_id = result.get("message_id") if isinstance(result, dict) else None
             else:
                 params["message_id"] = self.message_id
-                await run_pooled(self._request, "editMessageText", params, timeout=15)
+                await self._request("editMessageText", params, timeout=15)
             self._shown = text
         except TelegramError as e:
             if e.code == 429:
@@ -155,7 +154,7 @@ class Draft(TurnProgress):
         for attempt in (edit, {**edit, "text": plain, "parse_mode": None}):
             attempt = {k: v for k, v in attempt.items() if v is not None}
             try:
-                await run_pooled(self._request, "editMessageText", attempt, timeout=15)
+                await self._request("editMessageText", attempt, timeout=15)
                 return True
             except TelegramError as e:
                 if "not modified" in e.description.lower():
@@ -165,8 +164,7 @@ class Draft(TurnProgress):
             except TransportError:
                 break
         try:
-            await run_pooled(
-                self._request,
+            await self._request(
                 "deleteMessage",
                 {"chat_id": self.chat_id, "message_id": edit["message_id"]},
                 timeout=10,

@@ -19,7 +19,7 @@ from nanobot.channels.telegram.botapi import (
 )
 from nanobot.paths import ensure_dir, media_dir
 from nanobot.providers.transcribe import TranscriptionError
-from nanobot.workers import run_detached
+from nanobot.workers import run_detached, run_pooled
 
 log = logging.getLogger("nanobot.channels.telegram")
 
@@ -77,7 +77,7 @@ class MediaFetcher:
             raise FileTooLarge(f"{ref.size} bytes")
         info = await with_retries(
             "getFile",
-            self.api.request,
+            self.api.call,
             "getFile",
             {"file_id": ref.file_id},
             budget=self.send_budget,
@@ -91,6 +91,7 @@ class MediaFetcher:
         dest = folder / f"{uuid.uuid4().hex}{ref.ext}"
         await with_retries(
             "file download",
+            run_pooled,
             self.api.download,
             info["file_path"],
             dest,
