@@ -487,3 +487,29 @@ def test_wire_format_matches_the_apis(oai, ant, sleeps):
         "name": "exec",
         "input": {"command": "ls"},
     }
+
+
+def test_encoded_body_is_the_body_with_the_tool_list_encoded_once():
+    body = {"model": "m", "messages": [{"role": "user", "content": 'é "q"'}], "tools": TOOLS}
+    assert json.loads(http.encode_body(body)) == body
+    again = {**body, "messages": [{"role": "user", "content": "next"}]}
+    assert json.loads(http.encode_body(again)) == again  # the cached tools, new messages
+    assert json.loads(http.encode_body({"model": "m"})) == {"model": "m"}
+    with pytest.raises(ValueError):
+        http.encode_body({"model": "m", "temperature": float("nan"), "tools": TOOLS})
+
+
+def test_registry_definitions_are_one_list_until_a_tool_is_registered():
+    from nanobot.tools.registry import ToolRegistry
+
+    class Echo:
+        name, description, parameters = "echo", "Echo", {"type": "object"}
+
+        async def execute(self, args, ctx):
+            raise AssertionError("not called")
+
+    reg = ToolRegistry()
+    first = reg.definitions()
+    assert reg.definitions() is first and first == []
+    reg.register(Echo())
+    assert reg.definitions() is not first and reg.definitions()[0]["function"]["name"] == "echo"

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 
 from nanobot.providers.base import (
+    ByIdentity,
     HTTPProvider,
     LLMResponse,
     ToolCall,
@@ -123,6 +124,9 @@ def convert_tools(tools: list[dict] | None) -> list[dict]:
             }
         )
     return out
+
+
+_converted_tools = ByIdentity(convert_tools)  # the session's tool list, converted once
 
 
 def parse_response(data: dict) -> LLMResponse:
@@ -288,7 +292,7 @@ class AnthropicProvider(HTTPProvider):
         if system:
             body["system"] = system
         if tools:
-            body["tools"] = convert_tools(tools)
+            body["tools"] = _converted_tools(tools)
         return body
 
     def parse(self, data: dict) -> LLMResponse:

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from nanobot.errors import ProviderError
 
@@ -68,6 +68,26 @@ class Provider(Protocol):
         temperature: float,
         on_delta: Callable[[str], None] | None = None,
     ) -> LLMResponse: ...
+
+
+class ByIdentity:
+    """fn(obj) computed once per object — for the tool list, the same list on every call of a
+    session (ToolRegistry.definitions). Keeps up to `size` objects alive while cached."""
+
+    def __init__(self, fn: Callable[[Any], Any], size: int = 64) -> None:
+        self._fn = fn
+        self._size = size
+        self._cache: dict[int, tuple[Any, Any]] = {}
+
+    def __call__(self, obj: Any) -> Any:
+        hit = self._cache.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        if len(self._cache) >= self._size:
+            self._cache.clear()
+        value = self._fn(obj)
+        self._cache[id(obj)] = (obj, value)
+        return value
 
 
 def normalise_finish(raw: object, has_calls: bool) -> str:

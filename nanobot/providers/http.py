@@ -10,16 +10,18 @@ when the caller passes no base_delay — the CLI's integration tests set it to 0
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nanobot import httpjson
 from nanobot.backoff import Backoff
 from nanobot.errors import ProviderError
+from nanobot.providers.base import ByIdentity
 from nanobot.security.redact import MASK, redact
 
 if TYPE_CHECKING:  # asyncio (and ssl with it) load when a call is made, not at start-up
@@ -154,6 +156,7 @@ async def open_request(
     from nanobot.providers import failures
 
     sleep = sleep or asyncio.sleep
+    sent_headers = {"Content-Type": "application/json", **headers}
     max_attempts = max(1, max_attempts)
     if base_delay is None:
         base_delay = env_base_delay()
@@ -166,8 +169,8 @@ async def open_request(
     for attempt in range(1, max_attempts + 1):
         wait = None
         try:
-            resp = await ahttp.loop_client(POOL).post_json(
-                url, body, headers=headers, timeout=timeout, stream=stream
+            resp = await ahttp.loop_client(POOL).request(
+                "POST", url, encode_body(body), headers=sent_headers, timeout=timeout, stream=stream
             )
         except ahttp.ReadTimedOut:
             raise failures.timed_out(
@@ -228,6 +231,23 @@ async def open_request(
         raise failures.unreachable(detail, _host(url), label)
     kind, user = failures.classify_status(status, text, label)
     raise ProviderError(detail, kind=kind, user_message=user)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, allow_nan=False, ensure_ascii=False)
+
+
+_tools_json = ByIdentity(_dumps)
+
+
+def encode_body(body: dict) -> bytes:
+    """body as JSON (UTF-8). Its "tools" list, the same object on every call of a session and
+    most of a small request, is encoded once and spliced in."""
+    tools = body.get("tools")
+    if not tools:
+        return _dumps(body).encode()
+    rest = _dumps({k: v for k, v in body.items() if k != "tools"})
+    return f'{rest[:-1]}, "tools": {_tools_json(tools)}}}'.encode()
 
 
 async def _read_error_body(resp: ahttp.Response, read_timeout: float) -> None:

@@ -35,11 +35,13 @@ class ToolRegistry:
 
     def __init__(self, tool_limiter=None, approvals: Approver | None = None) -> None:
         self._tools: dict[str, Tool] = {}
+        self._definitions: list[dict[str, Any]] | None = None
         self.tool_limiter = tool_limiter  # security.ratelimit.ToolCallLimiter or None
         self.approvals = approvals  # asked before a call runs; None = tools.approval.mode off
 
     def register(self, tool: Tool) -> None:
         self._tools[tool.name] = tool
+        self._definitions = None
 
     def sibling(self) -> ToolRegistry:
         """An empty registry with the same limiter and approvals (one person's own tools)."""
@@ -52,7 +54,13 @@ class ToolRegistry:
         return self._tools.get(name)
 
     def definitions(self) -> list[dict[str, Any]]:
-        """Tool definitions in the OpenAI function-calling shape."""
+        """Tool definitions in the OpenAI function-calling shape: the same list (do not modify
+        it) until a tool is registered, so a provider can encode it once, not every call."""
+        if self._definitions is None:
+            self._definitions = self._build_definitions()
+        return self._definitions
+
+    def _build_definitions(self) -> list[dict[str, Any]]:
         return [
             {
                 "type": "function",
