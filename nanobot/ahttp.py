@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import ipaddress
 import json
@@ -67,7 +68,9 @@ class _Conn:
         return not (self.writer.is_closing() or r.at_eof() or r.exception() or len(r._buffer))
 
     def close(self) -> None:
-        self.writer.close()
+        # RuntimeError: its event loop has closed; the garbage collector closes the socket.
+        with contextlib.suppress(RuntimeError):
+            self.writer.close()
 
 
 class Response:
