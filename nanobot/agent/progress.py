@@ -9,9 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from nanobot.security.redact import redact
+
+
+class Cancel(asyncio.Event):
+    """The turn's cancel flag: an asyncio.Event that also runs callbacks when set, so the model
+    call in flight is cancelled at once without a task waiting on the event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[], object]] = []
+
+    def set(self) -> None:
+        super().set()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_set(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Run callback when the flag is set; returns the function that forgets it."""
+        self._callbacks.append(callback)
+
+        def forget() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return forget
 
 
 class TurnProgress:
@@ -28,7 +54,7 @@ class TurnProgress:
     """
 
     def __init__(self) -> None:
-        self.cancel = asyncio.Event()
+        self.cancel = Cancel()
 
     def text(self, delta: str) -> None:
         """Answer text as it arrives."""

@@ -102,16 +102,15 @@ async def stream_chat(
     gate = _Gate(turn)
     cancel = turn.progress.cancel
     task = asyncio.ensure_future(call(list(turn.messages), definitions, gate.feed))
-    if not cancel.is_set():
-        waiter = asyncio.ensure_future(cancel.wait())
-        try:
-            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-    if not task.done():
-        task.cancel()
-        raise TurnCancelled
-    reply = task.result()
+    forget = cancel.on_set(task.cancel)
+    try:
+        reply = await task
+    except asyncio.CancelledError:
+        if cancel.is_set() and not asyncio.current_task().cancelling():
+            raise TurnCancelled from None  # the turn's cancel, not the gateway stopping us
+        raise
+    finally:
+        forget()
     if reply.usage:
         turn.progress.usage(reply.usage)
     return reply
