@@ -239,6 +239,43 @@ def test_cancel_ends_the_turn_at_once_and_stores_nothing(env):
     assert stored(agent) == []
 
 
+def test_cancelling_the_turns_task_is_not_a_cancelled_turn(env):
+    """A gateway stopping cancels the turn's task: that propagates as CancelledError (the
+    dispatcher's drain sees it), it is not swallowed as the user's cancel."""
+    agent, llm, _ = env
+    llm.script([reply("word " * 200, chunk_delay=0.05)])
+    rec = Recorder()
+
+    async def go():
+        ctx = ToolContext("telegram", "7", "7", "telegram:7", progress=rec)
+        task = asyncio.ensure_future(agent.handle(InboundMessage("telegram", "7", "7", "q"), ctx))
+        while not rec.events:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return rec.cancel._callbacks
+
+    assert asyncio.run(go()) == []  # the call's callback was forgotten with it
+    assert stored(agent) == []
+
+
+def test_the_cancel_flag_runs_its_callbacks_once_and_forgets_on_request():
+    from nanobot.agent.progress import Cancel
+
+    async def go():
+        flag, seen = Cancel(), []
+        forget = flag.on_set(lambda: seen.append("a"))
+        flag.on_set(lambda: seen.append("b"))
+        forget()
+        flag.set()
+        flag.set()
+        await flag.wait()
+        return seen
+
+    assert asyncio.run(go()) == ["b"]
+
+
 def test_reset_and_help_are_answered_without_the_model(env):
     agent, llm, _ = env
     assert "/reset" in turn(agent, "/help")
