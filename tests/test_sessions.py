@@ -162,3 +162,11 @@ def test_system_prompt_carries_workspace_files_memory_and_time(agent_home):
     assert "Miso" in system and "Ada" in system and time.strftime("%Y-%m-%d") in system
     assert "AGENTS.md" in system and str(home / "workspace") in system
     workers.shutdown()
+
+
+def test_the_first_append_makes_a_private_directory_and_file(tmp_path):
+    store = SessionStore(tmp_path / "sessions")
+    store.append("k", {"role": "user", "content": "hi"})
+    assert (tmp_path / "sessions").stat().st_mode & 0o777 == 0o700
+    assert store.path("k").stat().st_mode & 0o777 == 0o600
+    assert store.tail("k", 5, 1000) == [{"role": "user", "content": "hi"}]

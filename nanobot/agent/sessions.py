@@ -37,18 +37,27 @@ class SessionStore:
     def append(self, key: str, *messages: dict[str, Any]) -> None:
         if not messages:
             return
-        if not self.dir.exists():
-            paths.ensure_dir(self.dir)
         now = time.time()
-        lines = "".join(
+        data = "".join(
             redact(json.dumps({**m, "ts": m.get("ts", now)}, ensure_ascii=False)) + "\n"
             for m in messages
-        )
+        ).encode()
         path = self.path(key)
-        if _ends_torn(path):  # a crash cut the last line: start ours on a fresh one
-            lines = "\n" + lines
-        with paths.open_private_append(path) as f:
-            f.write(lines)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        try:
+            fd = os.open(path, flags, paths.FILE_MODE)
+        except FileNotFoundError:
+            paths.ensure_dir(self.dir)
+            fd = os.open(path, flags, paths.FILE_MODE)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a crash cut the last line: start ours on a fresh one
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     def tail(self, key: str, max_messages: int, max_chars: int) -> list[dict[str, Any]]:
         """The newest messages that fit both bounds, starting at a user message."""
@@ -102,16 +111,6 @@ class SessionStore:
         aside = p.with_name(f"{p.stem}.{reason}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl.old")
         os.replace(p, aside)
         return aside
-
-
-def _ends_torn(path: Path) -> bool:
-    """The file exists and its last byte is not a newline."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) != b"\n"
-    except OSError:  # missing or empty
-        return False
 
 
 def _read_tail_lines(path: Path, want_lines: int, max_bytes: int) -> list[str]:
