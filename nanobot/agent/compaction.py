@@ -7,9 +7,9 @@ Contract:
     which stay verbatim. Nothing is ever rewritten or deleted, so a crash at any moment leaves
     either the old history or the old history plus one complete summary line (a torn line is
     skipped by SessionStore on load).
-  * history() is what a turn sends: when the messages after the last summary pass TRIGGER of the
-    budget, the older ones are summarised first (cut only at a user message, so a tool call and
-    its result are never split); the prompt is then cut to the budget as before.
+  * with_history() builds what a turn sends: when the messages after the last summary pass
+    TRIGGER of the budget, the older ones are summarised first (cut only at a user message, so
+    a tool call and its result are never split); the prompt is then cut to the budget as before.
   * The budget is agents.defaults.maxHistoryChars and maxHistoryMessages, lowered to half the
     room the model's context window leaves when the provider knows the window.
   * A failed or slow summary (SUMMARY_TIMEOUT) is logged and leaves the session as it was: the
@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nanobot.agent.sessions import SessionStore
 from nanobot.errors import ProviderError
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from nanobot.agent.loop import Agent
 
 log = logging.getLogger("nanobot.agent")
+T = TypeVar("T")
 
 SUMMARY_ROLE = "summary"
 TRIGGER = 0.8  # summarise when the history passes this share of its budget …
@@ -198,16 +200,24 @@ async def compact(
     return History(text, kept)
 
 
-async def history(agent: Agent, key: str) -> list[dict[str, Any]]:
-    """The history a turn of session key sends, summarising older messages when it nears the
-    budget (see the module docstring)."""
+async def with_history(agent: Agent, key: str, build: Callable[[list[dict[str, Any]]], T]) -> T:
+    """build(history) — history being what a turn of session key sends, older messages
+    summarised first when it nears the budget (see the module docstring). build does file
+    I/O: it runs in the disk thread, in the same trip as the session's load unless the session
+    must be compacted first."""
     b = budget(agent)
     if b.messages <= 0:
-        return []
-    h = await asyncio.to_thread(load, agent.sessions, key, b)
-    if over(h.messages, b, TRIGGER):
-        h = await compact(agent, key, h, b) or h
-    return prompt(h, b)
+        return await asyncio.to_thread(build, [])
+
+    def load_then_build() -> tuple[History, list[T]]:
+        h = load(agent.sessions, key, b)
+        return (h, []) if over(h.messages, b, TRIGGER) else (h, [build(prompt(h, b))])
+
+    h, built = await asyncio.to_thread(load_then_build)
+    if built:
+        return built[0]
+    h = await compact(agent, key, h, b) or h
+    return await asyncio.to_thread(build, prompt(h, b))
 
 
 async def compact_now(agent: Agent, key: str) -> str:

@@ -110,9 +110,8 @@ class Agent:
 
     async def _start(self, text: str, ctx: ToolContext, media: list[str]) -> Turn:
         stored = user_text(text, media)
-        history = await compaction.history(self, ctx.session_key)
-        messages = await asyncio.to_thread(
-            self.context.build, history, stored, ctx.channel, ctx.chat_id
+        messages = await compaction.with_history(
+            self, ctx.session_key, lambda h: self.context.build(h, stored, ctx.channel, ctx.chat_id)
         )
         messages[-1]["content"] = request_content(stored, media, self.model)
         user = {"role": "user", "content": stored}
