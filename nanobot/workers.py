@@ -1,6 +1,7 @@
 """The one place that owns worker threads: the pools for blocking calls and detached threads.
 
-Blocking work (requests calls, file I/O) runs in threads so the event loop never waits on it.
+Blocking work (file I/O, requests calls: uploads, downloads, the web tools) runs in threads so
+the event loop never waits on it; model and Bot API calls need none (nanobot.ahttp).
 Pools are created on first use and can be warmed before a burst, because starting a thread
 in the middle of one blocks the event loop for milliseconds.
 """
@@ -31,7 +32,8 @@ def quiet_signals() -> None:
 
 
 def pool(name: str, size: int = SHORT_CALLS) -> ThreadPoolExecutor:
-    """The named pool ("io", "llm", "net"), created with `size` threads on first use."""
+    """The named pool ("io": file I/O, the loop's default executor; "net": short network calls;
+    "web": the web tools), created with `size` threads on first use."""
     executor = _pools.get(name)
     if executor is None:
         executor = _pools[name] = ThreadPoolExecutor(

@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+from nanobot import workers
 from nanobot.config.schema import WebConfig
 from nanobot.errors import ConfigError
 from nanobot.security.netguard import NetGuard, Resolver, parse_networks
@@ -30,6 +31,13 @@ def untrusted(source: str, body: str) -> str:
     for marker in (UNTRUSTED_OPEN, UNTRUSTED_CLOSE):
         body = body.replace(marker, marker.replace("<<<", "‹‹‹").replace(">>>", "›››"))
     return f"{UNTRUSTED_NOTE}\nSource: {source}\n{UNTRUSTED_OPEN}\n{body}\n{UNTRUSTED_CLOSE}"
+
+
+async def _off_loop(fn, *args):
+    """A web call in the "web" threads: slow sites never hold up the threads that do the
+    turns' file I/O (the loop's default executor)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(workers.pool("web"), fn, *args)
 
 
 class WebSearchTool:
@@ -60,7 +68,7 @@ class WebSearchTool:
         query = kwargs["query"].strip()
         n = min(int(kwargs.get("count") or self.max_results), self.max_results)
         try:
-            results = await asyncio.to_thread(self.backend.search, query, n)
+            results = await _off_loop(self.backend.search, query, n)
         except SearchError as exc:
             log.warning("web_search (%s) failed: %s", self.backend.name, exc)
             return ToolResult.error(f"web search ({self.backend.name}) failed: {exc}")
@@ -103,7 +111,7 @@ class WebFetchTool:
         url = kwargs["url"]
         limit = min(int(kwargs.get("max_chars") or self.max_chars), self.max_chars)
         try:
-            page = await asyncio.to_thread(self.fetcher.get, url)
+            page = await _off_loop(self.fetcher.get, url)
         except FetchError as exc:
             log.warning("web_fetch refused or failed: %s", exc)
             return ToolResult.error(f"web_fetch: {exc}")
