@@ -185,13 +185,10 @@ class Response:
             size = _length(line.split(b";", 1)[0].strip().decode("latin-1"), 16)
             if size == 0:
                 break
-            while size > 0:
-                if not buf:
-                    buf = await self._need()
-                piece, buf = buf[:size], buf[size:]
-                size -= len(piece)
+            self._buf = buf
+            async for piece in self._sized(size):
                 yield piece
-            line, buf = await self._line(buf)
+            line, buf = await self._line(self._buf)
             if line:
                 raise Disconnected("malformed chunked body")
         while True:  # trailer fields, up to the blank line

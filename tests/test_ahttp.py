@@ -385,54 +385,39 @@ def test_a_chunked_body_with_extensions_and_trailers_is_read_and_the_connection_
     assert run(main) == ([b"Wikipedia in\r\n\r\nchunks."] * 2, 1)
 
 
-def test_chunks_yields_each_piece_as_the_server_sends_it():
+@pytest.mark.parametrize(
+    ("first", "rest", "pieces"),
+    [
+        (CHUNKED_HEAD + b"5\r\nfirst\r\n", b"6\r\nsecond\r\n0\r\n\r\n", [b"first", b"second"]),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", b"world", [b"hello", b"world"]),
+    ],
+    ids=["chunked", "sized"],
+)
+def test_chunks_yields_each_piece_as_sent_and_the_connection_is_pooled_after_the_last(
+    first, rest, pieces
+):
     async def main():
         got_one = asyncio.Event()
 
         async def script(peer):
             await peer.request()
-            await peer.send(CHUNKED_HEAD + b"5\r\nfirst\r\n")
-            await got_one.wait()  # the second chunk only after the client has the first
-            await peer.send(b"6\r\nsecond\r\n0\r\n\r\n")
+            await peer.send(first)
+            await got_one.wait()  # the rest only after the client has the first piece
+            await peer.send(rest)
             await peer.serve(answer(b"again"))
 
         async with Server(script) as srv:
             client = ahttp.Client()
             resp = await client.request("GET", srv.url(), timeout=2, stream=True)
-            pieces = []
+            got = []
             async for piece in resp.chunks():
-                pieces.append(piece)
+                got.append(piece)
                 got_one.set()
             again = await client.request("GET", srv.url(), timeout=2)
             await closed(client)
-            return pieces, again.body, srv.accepts
+            return got, again.body, srv.accepts
 
-    assert run(main) == ([b"first", b"second"], b"again", 1)
-
-
-def test_a_sized_body_streams_and_the_connection_is_pooled_after_the_last_byte():
-    async def main():
-        more = asyncio.Event()
-
-        async def script(peer):
-            await peer.request()
-            await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
-            await more.wait()
-            await peer.send(b"world")
-            await peer.serve(answer(b"next"))
-
-        async with Server(script) as srv:
-            client = ahttp.Client()
-            resp = await client.request("GET", srv.url(), timeout=2, stream=True)
-            pieces = []
-            async for piece in resp.chunks():
-                pieces.append(piece)
-                more.set()
-            nxt = await client.request("GET", srv.url(), timeout=2)
-            await closed(client)
-            return pieces, nxt.body, srv.accepts
-
-    assert run(main) == ([b"hello", b"world"], b"next", 1)
+    assert run(main) == (pieces, b"again", 1)
 
 
 @pytest.mark.parametrize(

@@ -219,16 +219,22 @@ def test_provider_errors_are_named_honestly_and_not_stored(env, step, needle):
     assert [m["content"] for m in llm.requests[-1].json["messages"][1:]] == ["again"]
 
 
+async def streaming_turn(agent, rec: Recorder) -> asyncio.Task:
+    """A turn started in a task, returned once its answer has begun to stream."""
+    ctx = ToolContext("telegram", "7", "7", "telegram:7", progress=rec)
+    task = asyncio.ensure_future(agent.handle(InboundMessage("telegram", "7", "7", "q"), ctx))
+    while not rec.events:
+        await asyncio.sleep(0.01)
+    return task
+
+
 def test_cancel_ends_the_turn_at_once_and_stores_nothing(env):
     agent, llm, _ = env
     llm.script([reply("word " * 200, chunk_delay=0.05)])
     rec = Recorder()
 
     async def go():
-        ctx = ToolContext("telegram", "7", "7", "telegram:7", progress=rec)
-        task = asyncio.ensure_future(agent.handle(InboundMessage("telegram", "7", "7", "q"), ctx))
-        while not rec.events:
-            await asyncio.sleep(0.01)
+        task = await streaming_turn(agent, rec)
         started = time.monotonic()
         rec.cancel.set()
         result = await task
@@ -247,10 +253,7 @@ def test_cancelling_the_turns_task_is_not_a_cancelled_turn(env):
     rec = Recorder()
 
     async def go():
-        ctx = ToolContext("telegram", "7", "7", "telegram:7", progress=rec)
-        task = asyncio.ensure_future(agent.handle(InboundMessage("telegram", "7", "7", "q"), ctx))
-        while not rec.events:
-            await asyncio.sleep(0.01)
+        task = await streaming_turn(agent, rec)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
