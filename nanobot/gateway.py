@@ -62,7 +62,10 @@ class Gateway:
 
     async def _warm_up(self, turns: int) -> None:
         # Threads for file I/O exist before the first burst of messages.
-        await asyncio.to_thread(workers.prestart, workers.pool("io", io_threads(turns)), 16)
+        # (min(turns, 16) < the pool: this call itself takes one of its threads)
+        await asyncio.to_thread(
+            workers.prestart, workers.pool("io", io_threads(turns)), min(turns, 16)
+        )
 
     async def serve(self) -> int:
         cfg = self.cfg

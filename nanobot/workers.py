@@ -43,7 +43,9 @@ def pool(name: str, size: int = SHORT_CALLS) -> ThreadPoolExecutor:
 
 
 def prestart(executor: ThreadPoolExecutor, count: int) -> None:
-    """Make `executor` start `count` threads now (they then wait idle for work)."""
+    """Make `executor` start `count` threads now, or as many as it may have (they then wait
+    idle for work)."""
+    count = min(count, executor._max_workers)  # more would wait at the barrier for ever
     barrier = threading.Barrier(count + 1)
     for _ in range(count):
         executor.submit(barrier.wait, 5)
