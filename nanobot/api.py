@@ -14,9 +14,10 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit
 
+from nanobot import workers
 from nanobot.apichat import ChatEndpoints, Refusal, bearer, error_body
 from nanobot.channels.request import RequestChannel
 from nanobot.config.schema import GatewayConfig
@@ -29,6 +30,7 @@ HEALTH_PATH = "/healthz"
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 TURN_TIMEOUT = 300.0
+CONNECTIONS = 64  # connections served at once; more wait for a free thread
 # Path -> method -> handler method name: the whole routing.
 _ROUTES = {
     HEALTH_PATH: {"GET": "_health"},
@@ -54,7 +56,8 @@ class LocalAPI:
     """Serves GET /healthz and POST /v1/chat/completions on cfg.host:cfg.port from a daemon thread.
 
     Each chat request is one message on `channel` (the route: rate limit per `user`, audit,
-    durable inbox), awaited on `loop` (running in another thread than the API's);
+    durable inbox), awaited on `loop` (running in another thread than the API's); at most
+    `connections` are served at once, each by a thread of a pool that keeps its threads;
     health() -> {"status", "channels"} must hold no secrets. The chat API needs cfg.token
     (Authorization: Bearer …); without one it answers 403.
     """
@@ -66,9 +69,10 @@ class LocalAPI:
         channel: RequestChannel,
         health: Callable[[], dict],
         turn_timeout: float = TURN_TIMEOUT,
+        connections: int = CONNECTIONS,
     ) -> None:
         self.cfg, self.loop, self.channel, self.health = cfg, loop, channel, health
-        self.turn_timeout = turn_timeout
+        self.turn_timeout, self.connections = turn_timeout, connections
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -121,14 +125,27 @@ def _bind_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple]:
     return family, sockaddr
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(HTTPServer):
+    """Each connection is served by a thread of the "api" pool, which keeps its threads: one
+    new thread per request would make the C allocator's per-thread arenas grow for ever."""
 
     def __init__(self, address: tuple, family: socket.AddressFamily, api: LocalAPI) -> None:
         self.address_family = family
         self.api = api
         self.deadlines = Deadlines("nanobot-http-deadlines")  # one thread for every read deadline
+        self.pool = workers.pool("api", api.connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address) -> None:
+        self.pool.submit(self._serve, request, client_address)
+
+    def _serve(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - boundary: one broken connection, logged, not the server
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would do a reverse DNS lookup (getfqdn) nobody here needs.

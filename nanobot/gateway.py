@@ -8,7 +8,7 @@ import os
 import signal
 
 from nanobot import paths, sdnotify, workers
-from nanobot.api import LocalAPI
+from nanobot.api import CONNECTIONS, LocalAPI
 from nanobot.channels.base import Channel
 from nanobot.channels.manager import Supervisor, build_channels
 from nanobot.channels.request import LocalAPIChannel
@@ -91,7 +91,9 @@ class Gateway:
         # -- approvals (tools.approval): the chat channels carry requests and answers --
         if agent.tools.approvals is not None:
             agent.tools.approvals.attach(self.channels.values())
-        api = LocalAPI(cfg.gateway, loop, channel=api_channel, health=self.health)
+        # Every turn may be an API request waiting for its answer, with room for /healthz.
+        connections = max(CONNECTIONS, turns + 16)
+        api = LocalAPI(cfg.gateway, loop, api_channel, self.health, connections=connections)
         api.start()
         if cfg.gateway.token:
             log.info("local API listening on http://%s:%d", cfg.gateway.host, api.port)

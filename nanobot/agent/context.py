@@ -76,7 +76,7 @@ class ContextBuilder:
             parts.append(skills)
         # The same for every chat (and so redacted once, from the redactor's cache); the
         # conversation it is for comes last.
-        shared = redact("\n\n".join(parts))
+        shared = redact("\n\n".join(parts), repeats=True)
         return f"{shared}\n\n## Conversation\n{redact(f'{channel} / {chat_id}')}"
 
     def build(
@@ -92,4 +92,6 @@ class ContextBuilder:
 
 def _redacted(message: dict[str, Any]) -> dict[str, Any]:
     content = message.get("content")
-    return {**message, "content": redact(content)} if isinstance(content, str) else message
+    if not isinstance(content, str):
+        return message
+    return {**message, "content": redact(content, repeats=True)}

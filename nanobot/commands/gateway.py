@@ -23,6 +23,9 @@ def run(args: argparse.Namespace) -> int:
     refuse_root(args.allow_root)
     setup_logging(verbose=args.verbose, stderr=True)
     from nanobot.gateway import Gateway
+    from nanobot.memtune import tune_malloc
+
+    tune_malloc()  # before the first worker thread
 
     cfg, info = load_config(args.config)
     if args.port is not None:

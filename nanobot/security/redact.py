@@ -24,7 +24,7 @@ _TOKEN_PATTERNS = [
 _TOKEN_RE = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
 
 
-CACHE_MIN_CHARS = 512  # texts this long are remembered: prompts and history repeat every turn
+CACHE_MIN_CHARS = 512  # texts this long, when they repeat (the prompt, history), are remembered
 CACHE_MAX_CHARS = 1_000_000
 
 
@@ -57,10 +57,18 @@ class Redactor:
             self._re = None
             self._forget()
 
-    def redact(self, text: str) -> str:
+    @property
+    def remembered_chars(self) -> int:
+        """How much text the cache holds (at most CACHE_MAX_CHARS)."""
+        return self._cache_chars
+
+    def redact(self, text: str, repeats: bool = False) -> str:
+        """`text` with secrets masked. `repeats`: the same text comes back on later turns (the
+        system prompt, history), so its result is remembered; a text seen once (a session
+        line, a tool's output) is not, as remembering it would only churn the cache."""
         if not text:
             return text
-        if len(text) < CACHE_MIN_CHARS:
+        if not repeats or len(text) < CACHE_MIN_CHARS:
             return self._apply(text)
         done = self._cache.get(text)
         if done is not None:
@@ -89,5 +97,5 @@ class Redactor:
 REDACTOR = Redactor()
 
 
-def redact(text: str) -> str:
-    return REDACTOR.redact(text)
+def redact(text: str, repeats: bool = False) -> str:
+    return REDACTOR.redact(text, repeats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import time
 from collections import Counter
@@ -340,3 +341,57 @@ def test_the_agent_can_read_a_document_a_user_sent(nb, servers, start):
     tg.push_message(ALLOWED, "summarise this", document=b"meeting at noon\n", file_name="notes.txt")
     tg.wait_for_sent(1, timeout=15)
     assert "meeting at noon" in texts_for(tg, ALLOWED)[0]
+
+
+def _thread_arenas(pid: int) -> int:
+    """glibc's per-thread malloc arenas in a process: read-write mappings that start on a
+    64 MiB boundary and run on as a reserved (---p) mapping to the next one."""
+    rows = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            rows.append((lo, hi, perms))
+    heap = 64 << 20
+    return sum(
+        1
+        for (lo, hi, perms), (lo2, hi2, perms2) in zip(rows, rows[1:], strict=False)
+        if lo % heap == 0
+        and perms == "rw-p"
+        and lo2 == hi
+        and perms2 == "---p"
+        and hi2 == lo + heap
+    )
+
+
+def test_api_requests_reuse_threads_and_two_malloc_arenas(nb, servers, start):
+    """Each API request used to get a new thread, and each thread a malloc arena of its own
+    whose freed pages stayed resident: RSS crept up with every message."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nanobot.memtune import ARENAS
+
+    llm, tg = servers
+    gw = start(gateway_config(llm, tg, **{"security.rateLimit.messagesPerMinute": 0}))
+
+    def post(i: int) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+        body = json.dumps({"user": f"u{i % 7}", "messages": [{"role": "user", "content": "x"}]})
+        headers = {"Authorization": f"Bearer {GW_TOKEN}", "Content-Type": "application/json"}
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    def tasks() -> set[str]:
+        return set(os.listdir(f"/proc/{gw.proc.pid}/task"))
+
+    idle = tasks()
+    with ThreadPoolExecutor(12) as pool:
+        assert set(pool.map(post, range(120))) == {200}
+        served = tasks()
+        assert set(pool.map(post, range(120))) == {200}
+    # The threads that served the first round stay and serve the second: hardly any new.
+    assert len(served - idle) >= 8
+    assert served <= tasks() and len(tasks() - served) <= 2
+    assert _thread_arenas(gw.proc.pid) <= ARENAS - 1  # the main arena is the other one
