@@ -59,7 +59,8 @@ def _telegram_batch(tg: FakeTelegram, start: int, count: int) -> None:
 def run(kind: str) -> tuple[float, float, float]:
     home = NanobotHome()
     try:
-        with ScriptedLLMServer("openai") as llm, FakeTelegram() as tg:
+        # 200,000 recorded requests would take the benchmark's own memory into gigabytes.
+        with ScriptedLLMServer("openai", keep_requests=False) as llm, FakeTelegram() as tg:
             llm.respond_with(lambda body: reply(f"echo: {last_user_text(body)}"))
             cfg: dict = {
                 "providers": {"openai": {"apiKey": "sk-bench-000000000000", "apiBase": llm.url}},

@@ -64,7 +64,9 @@ class Admission:
                     channel,
                     decision.retry_after or 0,
                 )
-                get_audit().record("rate_limit", channel=channel, sender=sender_id, kind="message")
+                get_audit().record_soon(
+                    "rate_limit", channel=channel, sender=sender_id, kind="message"
+                )
                 return Verdict(False, "rate_limited", decision.retry_after, decision.notify)
         reason = exempt if allow_from is None else "allowFrom" if allow_from else "allowFrom empty"
         self._audit(channel, sender_id, "allowed", reason)
@@ -72,6 +74,8 @@ class Admission:
 
     @staticmethod
     def _audit(channel: str, sender_id: str, decision: str, reason: str) -> None:
-        get_audit().record(
+        # Written with the other decisions of this pass of the event loop, before any of
+        # their messages is stored (Route flushes first).
+        get_audit().record_soon(
             "access", channel=channel, sender=sender_id, decision=decision, reason=reason
         )

@@ -13,6 +13,7 @@ from nanobot.route.admission import DUPLICATE, Admission, Verdict
 from nanobot.route.dispatcher import Deliverer, Dispatcher, TurnFn
 from nanobot.route.message import InboundMessage
 from nanobot.route.store import Store
+from nanobot.security.audit import get_audit
 from nanobot.security.ratelimit import RateLimiter
 
 log = logging.getLogger("nanobot.route")
@@ -58,6 +59,7 @@ class Route:
         """Journal what accept() queued, in one write; each waiter learns its own verdict."""
         await asyncio.sleep(0)  # the rest of this batch joins first
         batch, self._intake = self._intake, []
+        get_audit().flush()  # the admission records of these messages come first
         try:
             verdicts = await asyncio.to_thread(self.store.accept_many, [m for m, _ in batch])
         except OSError as e:

@@ -35,16 +35,17 @@ and the anchor when they changed under them, so concurrent writers never fork th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nanobot import paths
+from nanobot.security.auditevent import event_fields, now_stamp
 from nanobot.security.auditfile import first_seq, last_seq, stat_key
 from nanobot.security.auditseal import (
     GENESIS,
@@ -63,34 +64,8 @@ from nanobot.security.auditseal import (
     seal_path,
     sealed_line,
 )
-from nanobot.security.redact import redact
 
 log = logging.getLogger("nanobot.audit")
-
-MAX_FIELD_CHARS = 500
-MAX_ITEMS = 50  # per dict/list, so one event stays a few KiB
-_RESERVED = ("ts", "seq", "event", "prev", "epoch", "mac")
-
-
-def _clean(value, limit: int = MAX_FIELD_CHARS):
-    """Redact strings (recursively) before cutting them, so a cut never leaves half a secret;
-    anything not JSON-native becomes a string."""
-    if isinstance(value, str):
-        text = redact(value)
-        return text if len(text) <= limit else f"{text[:limit]}…[+{len(text) - limit} chars]"
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, dict):
-        items = list(value.items())
-        out = {_clean(str(k), 100): _clean(v, limit) for k, v in items[:MAX_ITEMS]}
-        if len(items) > MAX_ITEMS:
-            out["…"] = f"+{len(items) - MAX_ITEMS} more"
-        return out
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = list(value)
-        out = [_clean(v, limit) for v in items[:MAX_ITEMS]]
-        return out + [f"…+{len(items) - MAX_ITEMS} more"] if len(items) > MAX_ITEMS else out
-    return _clean(str(value), limit)
 
 
 class AuditLog:
@@ -128,17 +103,47 @@ class AuditLog:
         self._floor = 1
         self._seal: tuple[tuple[int, int, int] | None, SealState | None] = (None, None)
         self._anchor_dir_ok = False  # made once per process, not per event
+        self._soon: list[tuple[str, dict]] = []  # record_soon()'s events, not yet written
+        self._soon_lock = threading.Lock()
 
     def record(self, event: str, **fields) -> None:
         """Append one event. A write failure is logged, never raised into the caller."""
+        self.record_many([(event, fields)])
+
+    def record_soon(self, event: str, **fields) -> None:
+        """Append one event from the event loop's thread: the events of one pass of the loop
+        (a batch of updates admitted together) are written together — one lock, one anchor —
+        before the loop runs anything scheduled after the first of them. Code that makes a
+        decision durable calls flush() first. Without a running loop: record()."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.record(event, **fields)
+            return
+        with self._soon_lock:
+            self._soon.append((event, fields))
+            first = len(self._soon) == 1
+        if first:
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the events record_soon() holds, now."""
+        self.record_many([])
+
+    def record_many(self, events: list[tuple[str, dict]]) -> None:
+        """Append events in order under one lock, moving the anchor once, after the last;
+        the events record_soon() still holds go first."""
         if not self.enabled:
             return
-        obj = {"event": event}
-        for key, value in fields.items():
-            obj[f"_{key}" if key in _RESERVED else key] = _clean(value)
+        with self._soon_lock:
+            if self._soon:
+                events, self._soon = [*self._soon, *events], []
+        if not events:
+            return
+        objs = [event_fields(event, fields) for event, fields in events]
         with self._lock:
             try:
-                self._append(obj)
+                self._append(objs)
             except OSError as e:
                 self._discard()  # a half-flushed buffer must not be retried; re-read the disk
                 log.error(
@@ -148,6 +153,7 @@ class AuditLog:
                 )
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._close_file()
             if self._lock_fd is not None:
@@ -163,13 +169,13 @@ class AuditLog:
             return
         with self._lock:
             try:
-                self._append(None)
+                self._append([])
             except OSError as e:
                 self._discard()
                 log.error("audit: cannot seal %s (%s)", self.path, e.strerror)
 
-    def _append(self, obj: dict | None) -> None:
-        """Write obj (None: only what is due — a repair line, an epoch's seal)."""
+    def _append(self, objs: list[dict]) -> None:
+        """Write objs after what is due (a repair line, an epoch's seal); [] = only that."""
         if self._lock_fd is None:
             paths.ensure_dir(self.path.parent)
             lock_path = self.path.with_name(self.path.name + ".lock")
@@ -185,14 +191,17 @@ class AuditLog:
                 )
             if state is not None and time.time() >= state.epoch_started + state.interval:
                 state = self._advance(state)
-            if obj is not None:
-                self._emit(obj, state)
+            for i, obj in enumerate(objs):
+                self._emit(obj, state, last=i == len(objs) - 1)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _emit(self, obj: dict, state: SealState | None, force_syslog: bool = False) -> None:
-        """Number, chain and seal obj, rotate when full, write it, then move the anchor."""
-        obj = {"ts": _now(), "seq": self._seq + 1, **obj}  # stamped under the lock
+    def _emit(
+        self, obj: dict, state: SealState | None, force_syslog: bool = False, last: bool = True
+    ) -> None:
+        """Number, chain and seal obj, rotate when full, write it, then (`last` of a batch)
+        move the anchor."""
+        obj = {"ts": now_stamp(), "seq": self._seq + 1, **obj}  # stamped under the lock
 
         def line() -> bytes:
             full = {**obj, "prev": self._prev}
@@ -207,6 +216,8 @@ class AuditLog:
             data = line()
         self._write(data)
         self._seq += 1
+        if not last:
+            return
         anchor = Anchor(self._seq, self._prev, state.epoch if state else None, self._floor)
         if self.anchor_path is not None:
             if not self._anchor_dir_ok:
@@ -311,10 +322,6 @@ class AuditLog:
             self._fh.close()
             self._fh = None
             self._known = None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _AUDIT = AuditLog(Path(os.devnull), enabled=False)

@@ -151,6 +151,7 @@ class ScriptedLLMServer:
         slots: int = 0,
         n_ctx: int = 0,
         model_info: dict | None = None,
+        keep_requests: bool = True,
     ) -> None:
         if kind not in PATHS:
             raise ValueError(f"kind must be one of {sorted(PATHS)}, not {kind!r}")
@@ -169,6 +170,8 @@ class ScriptedLLMServer:
         self._local = threading.local()
         self._queue: deque[Step] = deque(steps or [])
         self._requests: list[RecordedRequest] = []
+        self.keep_requests = keep_requests  # False: count them only (a long benchmark)
+        self.request_count = 0
         self._responder: Callable[[dict | None], Step | str] | None = None
         self._ids = itertools.count(1)
         self._httpd: _Server | None = None
@@ -236,9 +239,9 @@ class ScriptedLLMServer:
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
         """Block until `count` requests arrived; AssertionError after `timeout` seconds."""
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self._requests) >= count, timeout):
+            if not self._cond.wait_for(lambda: self.request_count >= count, timeout):
                 raise AssertionError(
-                    f"ScriptedLLMServer got {len(self._requests)} requests, expected {count}"
+                    f"ScriptedLLMServer got {self.request_count} requests, expected {count}"
                 )
             return list(self._requests)
 
@@ -266,7 +269,9 @@ class ScriptedLLMServer:
         record = RecordedRequest("POST", handler.path, dict(handler.headers.items()), raw, data)
         self._local.current = record
         with self._cond:
-            self._requests.append(record)
+            self.request_count += 1
+            if self.keep_requests:
+                self._requests.append(record)
             self.in_flight += 1
             self.max_concurrent = max(self.max_concurrent, self.in_flight)
             self._cond.notify_all()
