@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 
-from nanobot import paths, sdnotify, workers
+from nanobot import memtune, paths, sdnotify, workers
 from nanobot.api import CONNECTIONS, LocalAPI
 from nanobot.channels.base import Channel
 from nanobot.channels.manager import Supervisor, build_channels
@@ -124,7 +124,7 @@ class Gateway:
         get_audit().record("gateway_start", channels=sorted(self.supervisors), pid=os.getpid())
         watchdog = sdnotify.Watchdog()
         watchdog.start(loop)
-        ticker = asyncio.create_task(_audit_ticks())
+        ticker = asyncio.create_task(_every_minute())
         sdnotify.ready()
         log.info("gateway ready: channels %s", ", ".join(self.supervisors) or "none")
 
@@ -150,8 +150,10 @@ class Gateway:
         return 0
 
 
-async def _audit_ticks(every: float = 60.0) -> None:
-    """Close due sealing epochs of the audit trail even while nothing is recorded."""
+async def _every_minute(every: float = 60.0) -> None:
+    """Close due sealing epochs of the audit trail even while nothing is recorded; give the
+    kernel back the memory pages the last minute's messages left free."""
     while True:
         await asyncio.sleep(every)
         await asyncio.to_thread(get_audit().tick)
+        await asyncio.to_thread(memtune.release)

@@ -1,11 +1,13 @@
-"""Keep a long-running process's memory flat: fewer C allocator arenas, a fixed mmap threshold.
+"""Keep a long-running process's memory flat: fewer C allocator arenas, a fixed mmap threshold,
+free pages handed back now and then.
 
 glibc gives each thread that allocates its own arena (up to 8 per core). A gateway's worker
 threads each leave freed-but-touched pages behind in theirs, so its RSS crept up with every
 message handled while the memory in use stayed flat (measured: +9 MiB over 40,000 API
 messages, heap in use +0.3 MiB). Two arenas, and large blocks (>= 64 KiB) always mapped and
-unmapped rather than cut from an arena, keep it within a few MiB. Elsewhere (musl, macOS) this
-does nothing.
+unmapped rather than cut from an arena, keep it within a few MiB; release() every minute gives
+the kernel back the whole free pages left between blocks still in use. Elsewhere (musl, macOS)
+this does nothing.
 """
 
 from __future__ import annotations
@@ -21,14 +23,27 @@ ARENAS = 2
 MMAP_THRESHOLD = 64 * 1024
 
 
-def tune_malloc() -> bool:
-    """Apply the settings, before the process starts its threads; False where there is no glibc
-    mallopt. A setting the operator made (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_) is kept."""
+def _libc():
     import ctypes
 
     try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None)  # the C library the interpreter runs on
+    except OSError:
+        return None
+
+
+def release() -> bool:
+    """Return the free pages of every arena to the kernel (glibc's malloc_trim); False where
+    there is no such call."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    return bool(trim(0)) if trim is not None else False
+
+
+def tune_malloc() -> bool:
+    """Apply the settings, before the process starts its threads; False where there is no glibc
+    mallopt. A setting the operator made (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_) is kept."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     wanted = [
         (name, param, value)

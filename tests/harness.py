@@ -230,3 +230,24 @@ class GatewayProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         self._out.close()
+
+
+def thread_arenas(pid: int) -> int:
+    """glibc's per-thread malloc arenas in a process: read-write mappings that start on a
+    64 MiB boundary and run on as a reserved (---p) mapping to the next one."""
+    rows = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            rows.append((lo, hi, perms))
+    heap = 64 << 20
+    return sum(
+        1
+        for (lo, hi, perms), (lo2, hi2, perms2) in zip(rows, rows[1:], strict=False)
+        if lo % heap == 0
+        and perms == "rw-p"
+        and lo2 == hi
+        and perms2 == "---p"
+        and hi2 == lo + heap
+    )

@@ -13,7 +13,7 @@ import pytest
 
 from fakes.llm_server import ScriptedLLMServer, last_user_text, reply
 from fakes.telegram_server import FakeTelegram
-from harness import GatewayProcess
+from harness import GatewayProcess, thread_arenas
 from nanobot.route.store import Store
 
 KEY = "sk-test-gateway-secret-0123456789"
@@ -343,27 +343,6 @@ def test_the_agent_can_read_a_document_a_user_sent(nb, servers, start):
     assert "meeting at noon" in texts_for(tg, ALLOWED)[0]
 
 
-def _thread_arenas(pid: int) -> int:
-    """glibc's per-thread malloc arenas in a process: read-write mappings that start on a
-    64 MiB boundary and run on as a reserved (---p) mapping to the next one."""
-    rows = []
-    with open(f"/proc/{pid}/maps") as f:
-        for line in f:
-            span, perms = line.split()[:2]
-            lo, hi = (int(x, 16) for x in span.split("-"))
-            rows.append((lo, hi, perms))
-    heap = 64 << 20
-    return sum(
-        1
-        for (lo, hi, perms), (lo2, hi2, perms2) in zip(rows, rows[1:], strict=False)
-        if lo % heap == 0
-        and perms == "rw-p"
-        and lo2 == hi
-        and perms2 == "---p"
-        and hi2 == lo + heap
-    )
-
-
 def test_api_requests_reuse_threads_and_two_malloc_arenas(nb, servers, start):
     """Each API request used to get a new thread, and each thread a malloc arena of its own
     whose freed pages stayed resident: RSS crept up with every message."""
@@ -394,4 +373,4 @@ def test_api_requests_reuse_threads_and_two_malloc_arenas(nb, servers, start):
     # The threads that served the first round stay and serve the second: hardly any new.
     assert len(served - idle) >= 8
     assert served <= tasks() and len(tasks() - served) <= 2
-    assert _thread_arenas(gw.proc.pid) <= ARENAS - 1  # the main arena is the other one
+    assert thread_arenas(gw.proc.pid) <= ARENAS - 1  # the main arena is the other one
