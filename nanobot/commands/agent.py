@@ -18,6 +18,7 @@ from nanobot.agent.progress import TurnProgress
 from nanobot.commands.console import Console, TerminalProgress, route_logs
 from nanobot.config.loader import load_config
 from nanobot.logs import setup_logging
+from nanobot.security.audit import get_audit
 from nanobot.security.privileges import refuse_root
 
 EXIT_WORDS = {"exit", "quit", ":q", "/exit", "/quit"}
@@ -212,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         terminal.close()
         workers.shutdown()
+        get_audit().flush()  # a decision a cut-off event loop still held
     if terminal.cancelled or args.message is not None:
         # Everything is on disk (journal, session, audit flush as they write). A cancelled reply
         # may leave a model call blocked in a worker thread until its first token, which the
