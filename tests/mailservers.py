@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import email
 import email.policy
 import email.utils
 import grp
 import os
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -143,6 +145,7 @@ protocol lmtp {{
     def start(self) -> Dovecot:
         self.proc = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.dir / "dovecot.conf")],
+            start_new_session=True,  # its own process group, which stop() ends whole
             stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "stderr", "ab"),  # noqa: SIM115 — lives as long as Dovecot
         )
@@ -159,6 +162,9 @@ protocol lmtp {{
         raise RuntimeError("dovecot did not start listening")
 
     def stop(self) -> None:
+        """Stop Dovecot as systemd would (the whole control group): the master, then any
+        login process it left serving an open TLS connection, which would keep a client's
+        IDLE alive after the server is gone."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -166,6 +172,9 @@ protocol lmtp {{
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
 
     def cleanup(self) -> None:

@@ -17,14 +17,18 @@ pytestmark = pytest.mark.skipif(
     reason="glibc malloc arenas are read from /proc/PID/maps on Linux",
 )
 
-# Twelve threads allocate and keep blocks, then the process reports itself and waits.
+# Twelve threads, all alive at once (an exited thread's arena goes to the next new thread),
+# allocate and keep blocks; then the process reports itself and waits.
 PROGRAM = """
 import sys, threading
 from nanobot.memtune import release, tune_malloc
 print(tune_malloc(), flush=True)
 kept = []
+together = threading.Barrier(12)
 def work():
+    together.wait()
     kept.append([bytearray(600) for _ in range(2000)])
+    together.wait()
 threads = [threading.Thread(target=work) for _ in range(12)]
 for t in threads: t.start()
 for t in threads: t.join()

@@ -309,6 +309,8 @@ def test_html_big_and_hostile_attachments_are_handled_safely(llm, dovecot, smtp,
 
 def test_dovecot_restart_is_survived(llm, dovecot, smtp, start):
     gw = start(config(llm, dovecot, smtp))
+    # A restart of an established session (stopped mid-login, the attempt waits for its timeout).
+    wait_for(lambda: "e-mail: connected to" in gw.output(), 20, "the first connection")
     dovecot.stop()
     wait_for(lambda: "reconnecting in" in gw.output(), 10, "the lost connection")
     dovecot.start()
