@@ -155,5 +155,9 @@ async def _every_minute(every: float = 60.0) -> None:
     kernel back the memory pages the last minute's messages left free."""
     while True:
         await asyncio.sleep(every)
-        await asyncio.to_thread(get_audit().tick)
-        await asyncio.to_thread(memtune.release)
+        await asyncio.to_thread(_minute_work)
+
+
+def _minute_work() -> None:
+    get_audit().tick()
+    memtune.release()

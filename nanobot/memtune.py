@@ -12,6 +12,7 @@ this does nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -23,6 +24,7 @@ ARENAS = 2
 MMAP_THRESHOLD = 64 * 1024
 
 
+@functools.cache
 def _libc():
     import ctypes
 
@@ -45,17 +47,12 @@ def tune_malloc() -> bool:
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is None:
         return False
-    wanted = [
-        (name, param, value)
-        for name, param, value in [
-            ("MALLOC_ARENA_MAX", _M_ARENA_MAX, ARENAS),
-            ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-        ]
-        if name not in os.environ
-    ]
     ok = True
-    for name, param, value in wanted:
-        if mallopt(param, value) != 1:
+    for name, param, value in [
+        ("MALLOC_ARENA_MAX", _M_ARENA_MAX, ARENAS),
+        ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+    ]:
+        if name not in os.environ and mallopt(param, value) != 1:
             log.debug("mallopt refused %s=%d", name, value)
             ok = False
     return ok
