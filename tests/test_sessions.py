@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import stat
 import time
 
@@ -12,6 +13,7 @@ import pytest
 
 from fakes.llm_server import ScriptedLLMServer, reply
 from nanobot import workers
+from nanobot.agent import sessions
 from nanobot.agent.sessions import SessionStore
 from nanobot.config.loader import load_config
 from nanobot.route.message import InboundMessage
@@ -170,3 +172,20 @@ def test_the_first_append_makes_a_private_directory_and_file(tmp_path):
     assert (tmp_path / "sessions").stat().st_mode & 0o777 == 0o700
     assert store.path("k").stat().st_mode & 0o777 == 0o600
     assert store.tail("k", 5, 1000) == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 16 * 1024])
+def test_the_tail_reader_finds_the_last_lines_across_block_edges(tmp_path, monkeypatch, block):
+    """The fixed read buffer may cut a line (and a UTF-8 character) anywhere."""
+    monkeypatch.setattr(sessions, "_BLOCK", block)
+    rng = random.Random(block)
+    path = tmp_path / "s.jsonl"
+    for _ in range(300):
+        parts = [rng.choice(["", " ", "é", "猫"]) + "x" * rng.randint(0, 30) for _ in range(40)]
+        text = "".join(p + rng.choice(["\n", "\n", "\n\n", ""]) for p in parts)
+        path.write_bytes(text.encode())
+        want = rng.randint(1, 12)
+        lines = [line for line in text.split("\n") if line.strip()]
+        assert sessions._read_tail_lines(path, want, 10**9) == lines[-want:]
+        bounded = sessions._read_tail_lines(path, want, rng.randint(1, 200))
+        assert bounded == lines[len(lines) - len(bounded) :] if bounded else True

@@ -15,7 +15,7 @@ from nanobot import paths
 from nanobot.security.redact import redact
 
 log = logging.getLogger("nanobot.sessions")
-_BLOCK = 64 * 1024
+_BLOCK = 16 * 1024  # the fixed read buffer of a history tail
 
 
 def _file_name(key: str) -> str:
@@ -53,9 +53,7 @@ class SessionStore:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # a crash cut the last line: start ours on a fresh one
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            paths.write_all(fd, data)
         finally:
             os.close(fd)
 
@@ -114,18 +112,40 @@ class SessionStore:
 
 
 def _read_tail_lines(path: Path, want_lines: int, max_bytes: int) -> list[str]:
-    """The last `want_lines` complete-or-torn lines, reading backwards at most ~max_bytes."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        end = f.tell()
-        pos = end
-        data = b""
-        while pos > 0 and data.count(b"\n") <= want_lines and end - pos < max_bytes:
+    """The last `want_lines` complete-or-torn lines, reading backwards at most ~max_bytes.
+
+    Reads into one fixed-size buffer, never into objects the size of the file: buffers that
+    grow with the session would keep fragmenting the C heap for as long as sessions grow."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buf = bytearray(_BLOCK)
+        view = memoryview(buf)
+        newest_first: list[str] = []
+        carry = b""  # the start of a line whose end was in the block read before
+        end = pos = os.fstat(fd).st_size
+        while pos > 0 and len(newest_first) < want_lines and end - pos < max_bytes:
             step = min(_BLOCK, pos)
             pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-    lines = data.split(b"\n")
-    if pos > 0:
-        lines = lines[1:]  # first piece may be a partial line
-    return [ln.decode("utf-8", "replace") for ln in lines if ln.strip()][-want_lines:]
+            step = os.preadv(fd, [view[:step]], pos)
+            right = step
+            while len(newest_first) < want_lines:
+                left = buf.rfind(b"\n", 0, right)
+                if left < 0:
+                    break
+                _keep(newest_first, view[left + 1 : right], carry if right == step else b"")
+                right = left
+            if right != step:
+                carry = b""
+            carry = bytes(view[:right]) + carry
+        if pos == 0 and len(newest_first) < want_lines:
+            _keep(newest_first, carry, b"")  # the file's first line; elsewhere it is partial
+    finally:
+        os.close(fd)
+    newest_first.reverse()
+    return newest_first
+
+
+def _keep(lines: list[str], raw: bytes | memoryview, carry: bytes) -> None:
+    line = str(bytes(raw) + carry if carry else raw, "utf-8", "replace")
+    if line.strip():
+        lines.append(line)
