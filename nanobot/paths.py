@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 HOME_MODE = 0o700
@@ -58,14 +59,18 @@ def ensure_dir(path: Path, mode: int = HOME_MODE) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = FILE_MODE) -> None:
-    """Replace path with data: temp file in the same folder, fsync, rename; mode set before rename."""
-    raw = data.encode() if isinstance(data, str) else data
+def atomic_write(path: Path, data: str | bytes | Iterable[bytes], mode: int = FILE_MODE) -> None:
+    """Replace path with data: temp file in the same folder, fsync, rename; mode set before rename.
+    `data` may be an iterable of byte chunks, written as they come (no copy of the whole)."""
+    if isinstance(data, str):
+        data = data.encode()
+    chunks = [data] if isinstance(data, bytes) else data
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)
-        os.write(fd, raw)
+        for chunk in chunks:
+            write_all(fd, chunk)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -75,6 +80,14 @@ def atomic_write(path: Path, data: str | bytes, mode: int = FILE_MODE) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until everything is written: a short write (a file-size limit, a nearly full
+    disk) goes on, so the next attempt raises the error instead of silently dropping the tail."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def open_private_append(path: Path):

@@ -32,6 +32,7 @@ import os
 import shutil
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,6 +44,7 @@ log = logging.getLogger("nanobot.route")
 DONE_KEEP = 5_000  # retired keys remembered: a channel re-delivers only its last batch (Telegram
 # 100 updates, the WhatsApp bridge at most 1000 queued); more would only cost memory
 COMPACT_BYTES = 8 * 1024 * 1024
+COMPACT_CHUNK = 256  # records encoded at a time when compacting
 JOURNAL = "route.jsonl"
 
 
@@ -215,7 +217,7 @@ class Store:
                 self._flushing = True
                 self._lock.release()
                 try:
-                    _write_all(self._fh.fileno(), b"".join(line for _, line in batch))
+                    paths.write_all(self._fh.fileno(), b"".join(line for _, line in batch))
                     os.fdatasync(self._fh.fileno())
                 except OSError:
                     self._lock.acquire()
@@ -233,7 +235,7 @@ class Store:
                 # Lines queued during the flush ("done" records, or records whose writers
                 # wait): write them now; a waiting writer's own flush makes them durable.
                 try:
-                    _write_all(self._fh.fileno(), b"".join(line for _, line in self._buffer))
+                    paths.write_all(self._fh.fileno(), b"".join(line for _, line in self._buffer))
                     self._buffer = []
                 except OSError:
                     self._truncate_torn()  # they stay queued; their writers' flush reports it
@@ -254,7 +256,7 @@ class Store:
         if self._flushing:
             self._buffer.append((0, line))  # written after the running flush
             return 0
-        _write_all(self._fh.fileno(), line)
+        paths.write_all(self._fh.fileno(), line)
         return self._fh.tell()
 
     def _load(self) -> None:
@@ -304,31 +306,31 @@ class Store:
 
     def _compact(self) -> None:
         """Rewrite the journal with only what is still open (and the remembered keys)."""
-        records = [{"op": "done", "id": "-", "key": k} for k in self._done]
-        keys_of = {v: k for k, v in self._keys.items()}
-        for rid, msg in self._inbound.items():
-            records.append(
-                {"op": "in", "id": rid, "key": keys_of.get(rid, rid), "msg": asdict(msg)}
-            )
-        for rid, out in self._unsent.items():
-            key = self._reply_keys.get(rid)
-            if key is not None:  # its "in" record first, so the reply retires a known message
-                records.append({"op": "in", "id": rid, "key": key, "msg": _stub(out)})
-            records.append({"op": "reply" if key else "out", "id": rid, "out": asdict(out)})
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         fh = getattr(self, "_fh", None)
-        paths.atomic_write(self.path, body)
+        paths.atomic_write(self.path, self._open_lines())
         if fh is not None:
             fh.close()
             self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 — closed in close()
 
+    def _open_records(self) -> Iterator[dict]:
+        for k in self._done:
+            yield {"op": "done", "id": "-", "key": k}
+        keys_of = {v: k for k, v in self._keys.items()}
+        for rid, msg in self._inbound.items():
+            yield {"op": "in", "id": rid, "key": keys_of.get(rid, rid), "msg": asdict(msg)}
+        for rid, out in self._unsent.items():
+            key = self._reply_keys.get(rid)
+            if key is not None:  # its "in" record first, so the reply retires a known message
+                yield {"op": "in", "id": rid, "key": key, "msg": _stub(out)}
+            yield {"op": "reply" if key else "out", "id": rid, "out": asdict(out)}
 
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write until everything is written: a short write (a file-size limit, a nearly full
-    disk) goes on, so the next attempt raises the error instead of silently dropping the tail."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    def _open_lines(self) -> Iterator[bytes]:
+        """The compacted journal in chunks of COMPACT_CHUNK records: a gateway that compacts
+        while serving never holds the whole journal in memory (the C heap would keep that
+        high-water mark for good)."""
+        records = self._open_records()
+        while chunk := list(itertools.islice(records, COMPACT_CHUNK)):
+            yield "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chunk).encode()
 
 
 def _stub(out: OutboundMessage) -> dict:
