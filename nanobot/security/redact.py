@@ -25,7 +25,7 @@ _TOKEN_RE = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
 
 
 CACHE_MIN_CHARS = 512  # texts this long, when they repeat (the prompt, history), are remembered
-CACHE_MAX_CHARS = 1_000_000
+CACHE_MAX_CHARS = 256_000  # a quarter MiB: the prompt and the long history of active sessions
 
 
 class Redactor:
