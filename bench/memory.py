@@ -3,6 +3,9 @@
 The real gateway process, a local model server answering at once. Messages arrive through the
 local HTTP API (8 clients) and through Telegram (the fake Bot API, 100 chats), spread over
 1,000 sessions. Prints RSS when idle, after 10,000 messages and after MESSAGES in all.
+The model echoes each message and, asked for a session summary, writes one of steady length as
+a model does; an echo there would put each summary inside the next, so every prompt would grow
+until SUMMARY_MAX_CHARS and the figure would measure longer prompts, not handled messages.
 Budget (DESIGN.md): idle ≤ 35 MiB; ≤ 1 MiB growth from 10k to 200k handled messages.
 BENCH_MESSAGES (default 200000) scales the run down for a quick look.
 """
@@ -20,11 +23,20 @@ from _common import proc_mib  # also puts tests/ on sys.path
 from fakes.llm_server import ScriptedLLMServer, last_user_text, reply
 from fakes.telegram_server import FakeTelegram
 from harness import GatewayProcess, NanobotHome
+from nanobot.agent.compaction import SUMMARISER
 
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "200000"))
 WARM = 10_000
 TOKEN = "bench-gateway-token-0123456789"
 CHATS = 100
+SUMMARY = "- The user sent numbered test messages; the assistant echoed each one back."
+
+
+def _answer(body: dict) -> dict:
+    messages = body.get("messages") or [{}]
+    if messages[0].get("content") == SUMMARISER:
+        return reply(SUMMARY)
+    return reply(f"echo: {last_user_text(body)}")
 
 
 def _post(port: int, session: str) -> int:
@@ -61,7 +73,7 @@ def run(kind: str) -> tuple[float, float, float]:
     try:
         # 200,000 recorded requests would take the benchmark's own memory into gigabytes.
         with ScriptedLLMServer("openai", keep_requests=False) as llm, FakeTelegram() as tg:
-            llm.respond_with(lambda body: reply(f"echo: {last_user_text(body)}"))
+            llm.respond_with(_answer)
             cfg: dict = {
                 "providers": {"openai": {"apiKey": "sk-bench-000000000000", "apiBase": llm.url}},
                 "agents": {"defaults": {"model": "gpt-bench", "maxHistoryMessages": 20}},
