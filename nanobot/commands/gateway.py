@@ -21,11 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     refuse_root(args.allow_root)
+    from nanobot import memtune
+
+    memtune.restart_without_thread_caches()  # first: it starts this command again
     setup_logging(verbose=args.verbose, stderr=True)
     from nanobot.gateway import Gateway
-    from nanobot.memtune import tune_malloc
 
-    tune_malloc()  # before the first worker thread
+    memtune.tune_malloc()  # before the first worker thread
 
     cfg, info = load_config(args.config)
     if args.port is not None:

@@ -348,7 +348,7 @@ def test_api_requests_reuse_threads_and_two_malloc_arenas(nb, servers, start):
     whose freed pages stayed resident: RSS crept up with every message."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from nanobot.memtune import ARENAS
+    from nanobot.memtune import ARENAS, NO_TCACHE
 
     llm, tg = servers
     gw = start(gateway_config(llm, tg, **{"security.rateLimit.messagesPerMinute": 0}))
@@ -374,3 +374,17 @@ def test_api_requests_reuse_threads_and_two_malloc_arenas(nb, servers, start):
     assert len(served - idle) >= 8
     assert served <= tasks() and len(tasks() - served) <= 2
     assert thread_arenas(gw.proc.pid) <= ARENAS - 1  # the main arena is the other one
+    assert _environ(gw.proc.pid)["GLIBC_TUNABLES"] == NO_TCACHE  # started again, same PID
+
+
+def test_an_operators_thread_cache_setting_is_kept(servers, start):
+    llm, tg = servers
+    mine = "glibc.malloc.tcache_count=3"
+    gw = start(gateway_config(llm, tg), env={"GLIBC_TUNABLES": mine})
+    assert _environ(gw.proc.pid)["GLIBC_TUNABLES"] == mine
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        pairs = [item.decode().split("=", 1) for item in f.read().split(b"\0") if item]
+    return dict(pairs)
